@@ -1,0 +1,148 @@
+# ---------------------------------------------------------------------------------------------
+# Every user-facing compiler message, with its code, in one place.
+#
+# A code is stable once released: tests assert codes, and docs/errors.md lists every entry of
+# this table (tests/test_docs.py checks that the two agree). Messages are str.format templates.
+# Codes are grouped by pipeline stage: E0xx reading/syntax, E1xx names and declarations,
+# E2xx shapes, E3xx energies and update rules, E4xx the train block, E5xx command-line overrides.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Message(NamedTuple):
+    code: str
+    template: str
+    explanation: str  # one paragraph for docs/errors.md
+
+
+MESSAGES: dict[str, Message] = {}
+
+
+def _m(code: str, template: str, explanation: str) -> Message:
+    assert code not in MESSAGES, code
+    MESSAGES[code] = Message(code, template, explanation)
+    return MESSAGES[code]
+
+
+# -- E0xx: reading and syntax -----------------------------------------------------------------
+FILE_UNREADABLE = _m("E001", "cannot read model file: {reason}",
+                     "The file does not exist, is a folder, or is not UTF-8 text.")
+UNEXPECTED_CHARACTER = _m("E002", "unexpected character {char!r}",
+                          "A character that starts no token of the language (for example `$` or `;`).")
+UNEXPECTED_TOKEN = _m("E003", "unexpected {found}; expected {expected}",
+                      "The parser met a token that cannot continue the statement; the message lists "
+                      "what could stand there.")
+UNEXPECTED_END = _m("E004", "unexpected end of file; expected {expected}",
+                    "The file ends inside a block or statement, often a missing `}` or `)`.")
+
+# -- E1xx: names and declarations -------------------------------------------------------------
+UNKNOWN_NAME = _m("E101", "unknown name `{name}`",
+                  "An expression uses a name that is no declared input, state, output, size or macro "
+                  "parameter.")
+DUPLICATE_NAME = _m("E102", "`{name}` is already declared (line {line})",
+                    "Two declarations (inputs, states, sizes, labels, macros, energy terms) share a name.")
+UNKNOWN_OPERATOR = _m("E103", "unknown operator `{name}`",
+                      "A call names no built-in operator and no macro defined before it.")
+WRONG_ARGUMENT_COUNT = _m("E104", "`{name}` takes {expected} positional argument(s), got {got}",
+                          "An operator or macro was called with the wrong number of positional arguments.")
+UNKNOWN_KEYWORD = _m("E105", "`{name}` has no option `{key}`",
+                     "An operator was given a keyword option it does not know (conv knows k, stride, pad; "
+                     "pools know stride).")
+BAD_OPTION_VALUE = _m("E106", "option `{key}` of `{name}` must be {expected}, got {got}",
+                      "An operator option or size argument has a value of the wrong kind, for example a "
+                      "kernel size that is not a positive integer.")
+MACRO_RECURSION = _m("E107", "macro `{name}` uses itself",
+                     "Macros are expanded in place, so a macro may not call itself, directly or not.")
+RESERVED_NAME = _m("E108", "`{name}` is reserved and cannot be declared",
+                   "Operator names and `bias` cannot be used as names of inputs, states, sizes or macros.")
+MISSING_INPUT = _m("E109", "model `{model}` declares no input",
+                   "Every model needs exactly one `input` declaration: the clamped layer h0.")
+OUTPUT_COUNT = _m("E110", "model `{model}` must declare exactly one output, found {count}",
+                  "The `output` declaration names the free state the cost reads; there must be one.")
+MISSING_COST = _m("E111", "model `{model}` has no cost",
+                  "A model needs `cost squared_error(out, label)` or `cost cross_entropy(out, label)` "
+                  "and a `label` declaration.")
+UNCONSTRAINED_STATE = _m("E112", "state `{name}` appears in no energy term",
+                         "A free state that no term of the energy touches has no equilibrium.")
+DUPLICATE_PREDICTION = _m("E113", "state `{name}` already has a prediction (line {line})",
+                          "A state may have one `~` prediction; add inputs inside it "
+                          "(`a + b`, `add(a, b)`) to join several sources.")
+NOT_A_FREE_STATE = _m("E114", "`{name}` is {role}, not a free state: it cannot be predicted",
+                      "Only `state` and `output` declarations can stand left of `~`.")
+BAD_COST = _m("E115", "{problem}",
+              "The cost must read the output state and the label: `cost KIND(output, label)` with KIND "
+              "one of squared_error, cross_entropy.")
+BAD_DOMAIN = _m("E116", "empty domain: lower bound {low} is not below upper bound {high}",
+                "`in [a, b]` needs a < b.")
+BAD_SIZE = _m("E117", "{problem}",
+              "A shape dimension must be a positive integer expression of declared sizes "
+              "(numbers, sizes, + - * / and parentheses).")
+BIAS_SHAPE = _m("E118", "cannot infer the shape of `bias` here",
+                "A `bias` takes the shape of what it is added to or multiplied with; used alone, or "
+                "next to a number only, it has none.")
+DUPLICATE_PARAMETER = _m("E119", "parameter `{name}` is created twice in this term",
+                         "Parameters are named after their term and source (`h2_w_h1`, `h2_b`); two "
+                         "weighted operators in one term that read the same source would share a name.")
+LABEL_MISUSE = _m("E120", "the label `{name}` may only appear in the cost",
+                  "Energy terms cannot read the label: only the cost does.")
+OUTPUT_IS_STATE = _m("E121", "`{name}` is {role}; the {what} must be {expected}",
+                     "The cost reads a free output state and a label; a cost naming an input or state "
+                     "in the wrong place is rejected.")
+
+# -- E2xx: shapes -----------------------------------------------------------------------------
+SHAPE_MISMATCH = _m("E201", "`{name}` is declared {declared} but its prediction has shape {inferred}",
+                    "The shape inferred for a prediction must equal the declared shape of its state "
+                    "(checked at the sizes' values).")
+RANK_MISMATCH = _m("E202", "`{op}` expects {expected}, got shape {got}",
+                   "An operator received an input of the wrong rank, e.g. conv on a vector or dense on an "
+                   "image (use flatten).")
+BROADCAST_MISMATCH = _m("E203", "shapes {left} and {right} do not match in `{op}`",
+                        "Element-wise operations need equal shapes (a bias broadcasts over space).")
+NON_POSITIVE_DIM = _m("E204", "`{op}` produces a non-positive size {shape}",
+                      "A convolution or pooling window larger than its (padded) input.")
+UNEVEN_POOL = _m("E205", "`{op}` with window {k} and stride {stride} does not tile size {size} evenly",
+                 "Pooling must cover its input exactly; pad the input or pick another window.")
+LABEL_SHAPE = _m("E206", "label `{label}` has shape {label_shape} but output `{output}` has {output_shape}",
+                 "The label's shape is the number of classes and must equal the output's shape.")
+FRACTIONAL_DIM = _m("E207", "dimension `{expr}` of `{name}` is {value} at {where}, not a positive integer",
+                    "A symbolic dimension must evaluate to a positive integer at the sizes' values.")
+
+# -- E3xx: energies and derived update rules --------------------------------------------------
+NOT_SCALAR = _m("E301", "energy `{name}` is not a scalar: wrap tensor expressions in sum(...)",
+                "Every energy term must reduce to one number per example; `sum(...)` reduces.")
+NO_FREE_STATE = _m("E302", "energy `{name}` touches no free state",
+                   "A term that depends only on the input and parameters does not affect the states.")
+BAD_CURVATURE = _m("E303", "the energy's curvature in `{name}` is {curvature}, not a positive constant",
+                   "The closed-form update h <- Proj(h - dF/dh / c) needs F quadratic in h with "
+                   "constant curvature c > 0, e.g. a term 0.5*sum(h**2) or a `~` prediction of h.")
+SELF_NONLINEAR = _m("E304", "`{name}` appears inside `{op}` in its own term: no closed-form update",
+                    "A state may enter nonlinearities only through a weighted operator (dense, conv), as "
+                    "in a prediction of the layer above; `relu(h)` of the state itself breaks the "
+                    "alpha = 1 step.")
+NOT_QUADRATIC = _m("E305", "the energy is not quadratic in `{name}` (term `{term}`)",
+                   "Powers above 2 or products of a state with itself (beyond h**2) have no "
+                   "closed-form block update.")
+NON_SUM_TENSOR = _m("E306", "`{op}` needs a tensor argument; got a scalar",
+                    "sum(...) of a scalar, or a tensor operator applied to a number.")
+SUM_OUTSIDE = _m("E307", "sum(...) inside a tensor expression",
+                 "sum reduces a term to a scalar and may only appear at the top of an energy term "
+                 "(possibly scaled and added).")
+
+# -- E4xx: the train block --------------------------------------------------------------------
+UNKNOWN_SETTING = _m("E401", "unknown train setting `{name}`",
+                     "The train block accepts: " "ep, bp, sgd, cosine, constant, init, init_gain, augment, "
+                     "normalize, batch, eval_batch, epochs, seed, pad.")
+UNKNOWN_SETTING_ARG = _m("E402", "`{setting}` has no argument `{key}`",
+                         "A train setting got a keyword it does not know.")
+BAD_SETTING_VALUE = _m("E403", "invalid value for `{key}`: {problem}",
+                       "A train setting's value has the wrong type or range (for example beta <= 0, "
+                       "an unknown EP scheme).")
+DUPLICATE_SETTING = _m("E404", "`{key}` is set twice in the train block (line {line})",
+                       "Each key may be set once.")
+
+# -- E5xx: command-line overrides -------------------------------------------------------------
+BAD_OVERRIDE = _m("E501", "{problem}",
+                  "`--set key=value` names a train key (see `pcdsl check` docs) or a size; the value is "
+                  "a number, true/false, a word, or a JSON list.")

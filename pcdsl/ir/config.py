@@ -1,0 +1,67 @@
+# ---------------------------------------------------------------------------------------------
+# Training configuration: one flat, validated record.
+#
+# The `train { ... }` block of a model file is sugar over these keys (`ep(beta=0.05, steps=10)`
+# sets `algorithm`, `beta` and `steps`), and `pcdsl train --set key=value` overrides the same
+# keys. Keeping it flat means the resolved config written to a run directory is one readable
+# JSON object and every knob has exactly one name.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # learning algorithm: equilibrium propagation, or the backprop baseline on the same network
+    algorithm: Literal["ep", "bp"] = "ep"
+    scheme: Literal["centered", "forward", "backward", "random"] = "centered"
+    beta: float = Field(0.05, gt=0, description="nudging strength; the sign comes from `scheme`")
+    steps: int = Field(10, ge=1, description="K: relaxation iterations per nudged phase")
+    free_steps: int = Field(50, ge=1, description="free-phase iterations for models whose free "
+                            "equilibrium is not a feedforward pass (Hopfield-type energies)")
+    update: Literal["modpgd", "pgd"] = "modpgd"
+    traversal: Literal["async", "sync"] = "async"
+
+    # optimiser and schedule
+    optimizer: Literal["sgd"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr: float = Field(0.0, ge=0)
+
+    batch: int = Field(64, ge=1)
+    eval_batch: int = Field(256, ge=1)
+    epochs: int = Field(10, ge=1)
+    seed: int = 0
+
+    # initialisation: U(-c, c), c = gain * sqrt(1 / fan); per-state gains override `init_gain`
+    init_gain: float = Field(1.0, gt=0)
+    init_fan: Literal["in", "out"] = "in"
+    init_gains: dict[str, float] = Field(default_factory=dict)
+
+    # input pipeline
+    pad: int = Field(0, ge=0, description="zero-pad every input image by this many pixels (MNIST 28->32)")
+    crop_pad: int = Field(0, ge=0, description="random crop with this much padding (0: off)")
+    hflip: bool = False
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=true needs momentum > 0")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("normalisation needs both `mean` and `std`")
+        if self.mean is not None and len(self.mean) != len(self.std or []):
+            raise ValueError("`mean` and `std` must have the same length")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError("every `std` entry must be > 0")
+        if self.min_lr > self.lr:
+            raise ValueError("min_lr must not exceed lr")
+        return self

@@ -1,0 +1,77 @@
+# ---------------------------------------------------------------------------------------------
+# A thin wrapper around Lark: load grammars/pcdsl.lark once, parse text into a syntax tree with
+# positions, and turn Lark's exceptions into pcdsl diagnostics (E002-E004).
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
+from ..diagnostics import PcdslError, Span, messages
+
+GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammars" / "pcdsl.lark"
+
+# How token types read in "expected ..." lists.
+_TOKEN_WORDS = {
+    "NAME": "a name", "INT": "an integer", "NUMBER": "a number", "SIGNED_NUMBER": "a number",
+    "STRING": "a string", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`",
+    "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "TILDE": "`~`",
+    "PLUS": "`+`", "MINUS": "`-`", "STAR": "`*`", "SLASH": "`/`", "__ANON_0": "`>=`",
+    "MORETHAN": "`>`", "$END": "end of file",
+}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    return lark.Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr",
+                     propagate_positions=True, maybe_placeholders=True)
+
+
+def _describe(token_type: str) -> str:
+    if token_type in _TOKEN_WORDS:
+        return _TOKEN_WORDS[token_type]
+    if token_type.isupper() and token_type.isalpha():
+        return f"`{token_type.lower()}`"          # keywords: MODEL -> `model`
+    return f"`{token_type}`"
+
+
+def _expected(tokens) -> str:
+    words = sorted({_describe(t) for t in tokens})
+    if len(words) > 8:
+        words = words[:8] + ["..."]
+    return ", ".join(words) if words else "nothing"
+
+
+def parse_text(text: str) -> lark.Tree:
+    """Parse a whole model file; raise PcdslError (not located) on a syntax error."""
+    try:
+        return _parser().parse(text)
+    except UnexpectedCharacters as err:
+        raise PcdslError(messages.UNEXPECTED_CHARACTER, Span.point(err.line, err.column),
+                         char=text[err.pos_in_stream] if err.pos_in_stream < len(text) else "")
+    except UnexpectedToken as err:
+        token = err.token
+        if token.type == "$END":
+            line, column = _end_position(text)
+            raise PcdslError(messages.UNEXPECTED_END, Span.point(line, column),
+                             expected=_expected(err.expected))
+        found = f"`{token.value}`" if token.value else _describe(token.type)
+        span = Span(token.line, token.column, token.end_line or token.line,
+                    token.end_column or token.column + 1)
+        hint = None
+        if "RBRACE" in err.expected and token.type == "NAME":
+            hint = "a statement starts with a keyword (state, input, output, label, size, def, energy, cost) or `NAME ~`"
+        raise PcdslError(messages.UNEXPECTED_TOKEN, span, hint=hint, found=found,
+                         expected=_expected(err.expected))
+    except UnexpectedEOF as err:
+        line, column = _end_position(text)
+        raise PcdslError(messages.UNEXPECTED_END, Span.point(line, column),
+                         expected=_expected(err.expected))
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.splitlines() or [""]
+    return len(lines), len(lines[-1]) + 1
