@@ -167,12 +167,15 @@ def _pcn_term(term: Term, builder: ExpressionBuilder, definitions, definition_li
         activation, pre = type(prediction), prediction.args[0]
     else:
         pre = prediction
-    if isinstance(pre, (MaxPool, AvgPool)):
+    pools = [p for p in sp.preorder_traversal(pre) if isinstance(p, (MaxPool, AvgPool))]
+    if len(pools) == 1 and not pools[0].args[0].is_Symbol:
+        # name the pre-pool activity: the pool and its adjoint (unpool) both read it
+        pool = pools[0]
         z = sp.Symbol(f"z_{name}")
-        definitions[z] = pre.args[0]
+        definitions[z] = pool.args[0]
         definition_lines[z] = line
-        builder.expr_shapes[z] = builder.expr_shapes[pre.args[0]]
-        pre = pre.func(z, *pre.args[1:])
+        builder.expr_shapes[z] = builder.expr_shapes[pool.args[0]]
+        pre = pre.xreplace({pool: pool.func(z, *pool.args[1:])})
     definitions[a] = pre
     definition_lines[a] = line
     builder.expr_shapes[a] = builder.expr_shapes.get(pre, shape)

@@ -1,0 +1,225 @@
+# ---------------------------------------------------------------------------------------------
+# The `pcdsl` command line (click). Each command is a thin shell over the pipeline and the
+# runtime; every user error leaves as one readable message and exit status 1, never a traceback
+# (set PCDSL_DEBUG=1 to see one for an internal error).
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from ..diagnostics import PcdslError
+
+
+class UserError(Exception):
+    """A problem with what the user asked for, already phrased for them."""
+
+
+def _user_errors():
+    """Exception types whose message is written for the user."""
+    kinds = [UserError]
+    for module, name in (("pcdsl.data", "DataError"), ("pcdsl.runtime.checkpoint", "CheckpointError"),
+                         ("pcdsl.runtime.trainer", "RunError")):
+        try:
+            kinds.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(kinds)
+
+
+def reports_errors(command):
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PcdslError as err:
+            click.echo(err.render(), err=True)
+            sys.exit(1)
+        except _user_errors() as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as err:  # an internal error: short, with a way to see more
+            if os.environ.get("PCDSL_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(err).__name__}: {err}\n"
+                       "(this is a bug in pcdsl; rerun with PCDSL_DEBUG=1 for the traceback)", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pcdsl")
+def main():
+    """pcdsl: write an energy model in text, compile it to PyTorch, train it with centered EP."""
+
+
+_set_option = click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
+                           help="Override a train setting or a size (repeatable), e.g. --set beta=0.01 --set S=64.")
+
+
+@main.command()
+@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_set_option
+@reports_errors
+def check(model_file, as_json, set_items):
+    """Validate MODEL_FILE; show states, shapes, parameters, derived updates and update groups."""
+    from ..pipeline import compile_file
+    from ..report import format_report, model_report
+    compiled = compile_file(model_file, set_items)
+    report = model_report(compiled.checked)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+@main.command(name="compile")
+@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the module here (default: stdout).")
+@_set_option
+@reports_errors
+def compile_command(model_file, output, set_items):
+    """Compile MODEL_FILE to a standalone PyTorch module."""
+    from ..pipeline import compile_file
+    compiled = compile_file(model_file, set_items)
+    if output is None:
+        click.echo(compiled.source, nl=False)
+        return
+    _write_atomically(Path(output), compiled.source)
+    click.echo(f"wrote {output} ({compiled.checked.parameter_count:,} parameters)", err=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    if path.parent and not path.parent.exists():
+        raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {err.strerror or err}")
+
+
+@main.command()
+@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.option("--data", "data_spec", default="digits", show_default=True,
+              help="digits | a folder of MNIST idx files | a folder with train/ and test/ (or val/) class folders.")
+@click.option("--epochs", type=int, help="Number of epochs (default: the model file's).")
+@click.option("--algorithm", type=click.Choice(["ep", "bp"]), help="ep (default) or the backprop baseline.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<model>-<algorithm>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--limit", type=int, help="Use only this many training (and test) examples: a quick run.")
+@click.option("--workers", type=int, help="Data-loading worker processes for image folders.")
+@_set_option
+@reports_errors
+def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, set_items):
+    """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp)."""
+    from ..data import load_data
+    from ..pipeline import compile_file
+    from ..runtime.trainer import train as run_training
+    items = list(set_items)
+    if algorithm:
+        items.append(f"algorithm={algorithm}")
+    if epochs is not None:
+        items.append(f"epochs={epochs}")
+    compiled = compile_file(model_file, items)
+    config = compiled.ir.train
+    out = Path(out_dir) if out_dir else Path("runs") / f"{compiled.ir.name}-{config.algorithm}"
+    data = load_data(data_spec, tuple(compiled.checked.shapes[compiled.ir.input.name].value),
+                     pad=config.pad, crop_pad=config.crop_pad, hflip=config.hflip, mean=config.mean,
+                     std=config.std, limit_train=limit, limit_test=limit, workers=workers)
+    num_classes = compiled.checked.shapes[compiled.ir.cost.output].value[0]
+    if data.num_classes > num_classes:
+        raise UserError(f"the data has {data.num_classes} classes but the model's output "
+                        f"`{compiled.ir.cost.output}` has {num_classes}")
+    run_training(compiled.source, compiled.text, Path(model_file).name, config, data, out,
+                 resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True))
+
+
+@main.command(name="eval")
+@click.argument("path", type=click.Path())
+@click.option("--data", "data_spec", help="Data to evaluate on (default: the run's).")
+@click.option("--limit", type=int, help="Evaluate on the first N test examples only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@reports_errors
+def eval_command(path, data_spec, limit, as_json):
+    """Evaluate a run folder or a checkpoint file on the test split."""
+    from ..runtime.trainer import evaluate_run
+    metrics = evaluate_run(Path(path), data_spec, limit=limit)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        click.echo("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+
+
+@main.command()
+@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.option("--beta", type=float, help="Nudging strength (default: the model file's).")
+@click.option("--steps", type=int, help="Relaxation iterations per phase (default: the model file's).")
+@click.option("--free-steps", type=int, help="Free-phase iterations (non-feedforward models).")
+@click.option("--batch", type=int, default=4, show_default=True)
+@click.option("--scheme", type=click.Choice(["centered", "forward", "backward"]), default=None)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float64", show_default=True)
+@click.option("--data", "data_spec", help="Take the batch from this data set (default: random inputs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--min-cosine", type=float, default=0.999, show_default=True, help="Exit 1 below this.")
+@click.option("--json", "as_json", is_flag=True)
+@_set_option
+@reports_errors
+def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_spec, seed, min_cosine, as_json, set_items):
+    """Compare the EP gradient estimate with backprop's gradient on one batch, per parameter."""
+    import torch
+    from ..pipeline import compile_file
+    from ..runtime.gradcheck import gradcheck as run_gradcheck
+    from ..runtime.loading import load_model_class
+    compiled = compile_file(model_file, set_items)
+    cfg = compiled.ir.train
+    beta = cfg.beta if beta is None else beta
+    steps = cfg.steps if steps is None else steps
+    scheme = scheme or ("centered" if cfg.scheme == "random" else cfg.scheme)
+    torch.manual_seed(seed)
+    model = load_model_class(compiled.source)().to(getattr(torch, dtype))
+    generator = torch.Generator().manual_seed(seed)
+    model.reset_parameters(generator)
+    x, label = _gradcheck_batch(model, compiled, data_spec, batch, generator)
+    result = run_gradcheck(model, x.to(getattr(torch, dtype)), label, beta, steps, scheme=scheme,
+                           mod=cfg.update == "modpgd", synchronous=cfg.traversal == "sync", free_steps=free_steps)
+    result.update({"model": compiled.ir.name, "beta": beta, "steps": steps, "scheme": scheme, "dtype": dtype,
+                   "batch": batch, "threshold": min_cosine, "passed": result["min_cosine"] >= min_cosine})
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"{compiled.ir.name}: centered-EP vs backprop, beta={beta:g} steps={steps} scheme={scheme} "
+                   f"{dtype} batch={batch}")
+        width = max(len(p["name"]) for p in result["params"])
+        for p in result["params"]:
+            click.echo(f"  {p['name'].ljust(width)}  cosine {p['cosine']:.6f}  rel.error {p['rel_error']:.2e}")
+        click.echo(f"min cosine {result['min_cosine']:.6f} ({'ok' if result['passed'] else 'BELOW'} threshold {min_cosine})")
+    if not result["passed"]:
+        sys.exit(1)
+
+
+def _gradcheck_batch(model, compiled, data_spec, batch, generator):
+    import torch
+    shape = tuple(compiled.checked.shapes[compiled.ir.input.name].value)
+    classes = model.NUM_CLASSES
+    if data_spec is None:
+        x = torch.randn((batch, *shape), generator=generator)
+        label = torch.randint(0, classes, (batch,), generator=generator)
+        return x, label
+    from ..data import load_data
+    cfg = compiled.ir.train
+    data = load_data(data_spec, shape, pad=cfg.pad, mean=cfg.mean, std=cfg.std, limit_test=batch)
+    return next(iter(data.test.batches(batch, shuffle=False)))
+
+
+if __name__ == "__main__":
+    main()

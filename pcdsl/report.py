@@ -1,0 +1,86 @@
+# ---------------------------------------------------------------------------------------------
+# What `pcdsl check` shows: the state/shape table, parameters, derived update rules and the
+# update groups, as one JSON-ready dict and as aligned text.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+from .check import CheckedModel
+from .codegen.notation import plain
+
+
+def _domain(var) -> str:
+    d = var.domain
+    if d.low is None and d.high is None:
+        return "real"
+    if d.high is None:
+        return f">= {d.low:g}"
+    return f"in [{d.low:g}, {d.high:g}]"
+
+
+def model_report(checked: CheckedModel) -> dict:
+    ir = checked.ir
+    states = []
+    for var in ir.variables:
+        shape = checked.shapes[var.name]
+        states.append({"name": var.name, "role": var.role, "shape": list(shape.value),
+                       "symbolic_shape": [str(s) for s in shape.symbolic], "domain": _domain(var)})
+    rules = []
+    for name, rule in checked.rules.items():
+        rules.append({"state": name, "curvature": str(rule.curvature), "projection": rule.projection,
+                      "update": plain(rule.update),
+                      "mod_update": plain(rule.mod_update) if rule.mod_update is not None else None,
+                      "gradient": plain(rule.gradient)})
+    return {
+        "model": ir.name,
+        "file": ir.file,
+        "sha256": ir.source_sha256,
+        "sizes": {s.name: s.value for s in ir.sizes},
+        "states": [s for s in states if s["role"] in ("state", "output")],
+        "input": next(s for s in states if s["role"] == "input"),
+        "label": next(s for s in states if s["role"] == "label"),
+        "parameters": checked.parameter_count,
+        "parameter_tensors": [{"name": p.name, "kind": p.kind, "shape": list(p.shape), "owner": p.owner}
+                              for p in checked.params.values()],
+        "definitions": {str(k): (f"{checked.errors[k][0]} - {plain(checked.errors[k][1])}" if k in checked.errors
+                                 else plain(v)) for k, v in checked.definitions.items()},
+        "rules": rules,
+        "update_groups": checked.groups,
+        "feedforward": checked.feedforward is not None,
+        "cost": ir.cost.kind,
+        "train": ir.train.model_dump(),
+    }
+
+
+def format_report(report: dict) -> str:
+    lines = [f"model {report['model']}  ({report['file']})"]
+    if report["sizes"]:
+        lines.append("sizes: " + ", ".join(f"{k} = {v}" for k, v in report["sizes"].items()))
+    lines.append("")
+    rows = [("name", "role", "shape", "symbolic", "domain")]
+    for s in [report["input"]] + report["states"] + [report["label"]]:
+        shape = "[" + ", ".join(map(str, s["shape"])) + "]"
+        symbolic = "[" + ", ".join(s["symbolic_shape"]) + "]"
+        rows.append((s["name"], s["role"], shape, symbolic if symbolic != shape else "", s["domain"] if s["role"] in ("state", "output") else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    lines.append("")
+    lines.append(f"parameters: {report['parameters']:,} in {len(report['parameter_tensors'])} tensors")
+    lines.append(f"free phase: {'feedforward pass (PCN)' if report['feedforward'] else 'relaxation from zero'}")
+    lines.append(f"cost: {report['cost']}")
+    lines.append("")
+    lines.append("intermediates:")
+    for name, expr in report["definitions"].items():
+        lines.append(f"  {name} = {expr}")
+    lines.append("")
+    lines.append("derived updates (alpha = 1; c = curvature of F in the state):")
+    for rule in report["rules"]:
+        if rule["mod_update"]:
+            lines.append(f"  {rule['state']} <- {rule['mod_update']}    [mod-PGD; c = {rule['curvature']}]")
+            lines.append(f"  {' ' * len(rule['state'])}    {rule['update']}    [PGD]")
+        else:
+            lines.append(f"  {rule['state']} <- {rule['update']}    [c = {rule['curvature']}]")
+    lines.append("")
+    lines.append("update groups (in traversal order): "
+                 + "  then  ".join("{" + ", ".join(g) + "}" for g in report["update_groups"]))
+    return "\n".join(lines)
