@@ -179,6 +179,11 @@ class _ModuleWriter:
         self.w.line()
         self.w.line("Energy  E = " + " + ".join(self.term_formula(t) for t in self.m.terms))
         self.w.line(f"Cost    C = {self.ir.cost.kind}({self.ir.cost.output}, {self.ir.cost.label})")
+        if self.m.definitions:
+            self.w.line("where")
+            for symbol, expr in self.m.definitions.items():
+                if symbol not in self.m.errors:
+                    self.w.line(f"    {symbol.name} = {_plain(expr)}")
         self.w.line("Updates (alpha = 1 projected steps derived from E + beta*C; mod-PGD form where it differs):")
         for group_index, group in enumerate(self.m.groups):
             for state in group:

@@ -1,0 +1,113 @@
+# ---------------------------------------------------------------------------------------------
+# Oracle: backprop through the same network (autograd of C(free equilibrium)).
+#
+# Equilibrium propagation's estimate approaches the backprop gradient as beta -> 0 with exact
+# equilibria (METHOD.md section 2). For every shipped model (reduced input sizes where the
+# architecture allows, float64) the centered estimate must match to a cosine of 0.9999 per
+# parameter tensor, and its error must shrink like beta^2 while the one-sided estimate's
+# shrinks like beta.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers import MODELS, backprop_grads, build, cosine, random_batch, rel_error
+
+# (model file, --set overrides, relaxation steps, free steps)
+SHIPPED = [
+    ("mlp_digits.pc", [], 30, None),
+    ("mlp_mnist.pc", [], 30, None),
+    ("vgg5_mnist.pc", [], 30, None),
+    ("vgg5_cifar10.pc", [], 30, None),
+    ("vgg10_imagenet.pc", ["S=32"], 40, None),
+    ("vgg10skip_imagenet.pc", ["S=32"], 40, None),
+    ("hopfield_tiny.pc", [], 150, 400),
+]
+
+
+@pytest.mark.parametrize("name,sets,steps,free_steps", SHIPPED, ids=[s[0] for s in SHIPPED])
+def test_centered_ep_matches_backprop(name, sets, steps, free_steps):
+    compiled, model = build(MODELS / name, sets)
+    x, label = random_batch(model, batch=2)
+    truth = backprop_grads(model, x, label, free_steps)
+    beta = 1e-3 if free_steps else 1e-4
+    estimate = model.ep_gradients(x, label, beta, steps, free_steps=free_steps)["grads"]
+    for (pname, _), g_ep, g_bp in zip(model.named_parameters(), estimate, truth):
+        assert cosine(g_ep, g_bp) > 0.9999, pname
+
+
+def _mlp(cost: str) -> str:
+    return f"""
+model m {{
+  input x : [12]
+  state h1 : [16] >= 0 ~ relu(dense(x, 16) + bias)
+  state h2 : [16] >= 0 ~ relu(dense(h1, 16) + bias)
+  output o : [5] ~ dense(h2, 5) + bias
+  label y : [5]
+  cost {cost}(o, y)
+}}"""
+
+
+def _error_of(model, x, label):
+    truth = torch.cat([g.flatten() for g in backprop_grads(model, x, label)])
+
+    def error(beta, scheme):
+        grads = model.ep_gradients(x, label, beta, 100, scheme=scheme)["grads"]
+        return rel_error(torch.cat([g.flatten() for g in grads]), truth)
+    return error
+
+
+def test_centered_error_is_second_order_and_one_sided_first_order():
+    # small betas: the ReLU masks of the nudged states stay those of the free state, so the
+    # Taylor expansion in beta holds (large betas flip units and break the power law)
+    _, model = build(_mlp("squared_error"))
+    error = _error_of(model, *random_batch(model, batch=4))
+    assert 3.0 < error(0.05, "centered") / error(0.025, "centered") < 5.5
+    assert 1.6 < error(0.05, "forward") / error(0.025, "forward") < 2.5
+    assert 1.6 < error(0.05, "backward") / error(0.025, "backward") < 2.5
+
+
+def test_centered_beats_one_sided_with_cross_entropy():
+    _, model = build(_mlp("cross_entropy"))
+    error = _error_of(model, *random_batch(model, batch=4))
+    assert error(0.025, "centered") < error(0.025, "forward") / 5
+    assert error(0.025, "centered") < error(0.025, "backward") / 5
+
+
+def test_random_scheme_is_forward_or_backward():
+    _, model = build(_mlp("cross_entropy"))
+    x, label = random_batch(model)
+    forward = model.ep_gradients(x, label, 0.05, 30, scheme="forward")["grads"]
+    backward = model.ep_gradients(x, label, 0.05, 30, scheme="backward")["grads"]
+    generator = torch.Generator().manual_seed(3)
+    seen = set()
+    for _ in range(8):
+        grads = model.ep_gradients(x, label, 0.05, 30, scheme="random", generator=generator)["grads"]
+        if all(torch.allclose(g, f) for g, f in zip(grads, forward)):
+            seen.add("forward")
+        elif all(torch.allclose(g, b) for g, b in zip(grads, backward)):
+            seen.add("backward")
+        else:
+            pytest.fail("random scheme gave neither the forward nor the backward estimate")
+    assert seen == {"forward", "backward"}
+
+
+def test_pcn_free_phase_has_zero_energy_and_is_a_fixed_point():
+    _, model = build(MODELS / "vgg5_mnist.pc")
+    x, label = random_batch(model, batch=2)
+    free = model(x)
+    assert model.energy(x, free).abs().max().item() < 1e-20
+    relaxed = model.relax(x, free, label, 0.0, 3)
+    for name in model.STATES:
+        assert torch.allclose(relaxed[name], free[name], atol=1e-12)
+
+
+def test_divergent_relaxation_is_reported_not_turned_into_a_gradient():
+    _, model = build(_mlp("cross_entropy"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(40.0)   # top-down Jacobians far from contractive: the alpha = 1 iteration blows up
+    x, label = random_batch(model)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        model.ep_gradients(x, label, 0.5, 60)
