@@ -1,0 +1,250 @@
+# ---------------------------------------------------------------------------------------------
+# ImageNet-layout folders: root/train/<class>/*.jpg and root/test/<class>/* (or root/val/...).
+#
+# Built to scale to ImageNet (1.2M files): load_data only lists the files, and pixels are decoded
+# lazily by a torch Dataset in DataLoader worker processes, one whole index batch per request.
+# Only uint8 pixels cross the process boundary; shuffling and augmentation stay in the main
+# process (split.py), so results do not depend on the number of workers.
+#
+# Small folders (the decoded split fits in CACHE_LIMIT_BYTES, e.g. CIFAR-10 at 150 MB) are kept
+# in memory as the first pass streams through, so every later epoch is a tensor gather. File
+# names live in one numpy bytes array rather than a list of str: a million Python objects would
+# be copied into every forked worker as their reference counts are touched.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from pcdsl.data.errors import DataError
+from pcdsl.data.shapes import DecodePlan
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm",
+                              ".tif", ".tiff", ".webp"})
+CACHE_LIMIT_BYTES = 3 * 2**29          # 1.5 GiB of decoded uint8 pixels per split
+MIN_REQUEST_IMAGES = 256               # images per worker request (see ImageFiles._decode)
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+TEST_FOLDER_NAMES = ("test", "val")    # the first that exists beside train/ is the test split
+
+
+def is_image_file(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+@dataclass
+class FileListing:
+    """The image files of one split: file i is class_dirs[file_classes[i]] / file_names[i]."""
+
+    class_dirs: list[str]          # indexed by the train class index; "" where this split lacks it
+    file_names: np.ndarray         # dtype bytes (os.fsencode'd names)
+    file_classes: np.ndarray       # int64 class index per file
+
+    def __len__(self) -> int:
+        return int(self.file_classes.shape[0])
+
+    def path(self, i: int) -> str:
+        return os.path.join(self.class_dirs[int(self.file_classes[i])],
+                            os.fsdecode(bytes(self.file_names[i])))
+
+    def subset(self, indices: np.ndarray) -> "FileListing":
+        return FileListing(self.class_dirs, self.file_names[indices], self.file_classes[indices])
+
+
+def find_split_folders(root: Path) -> tuple[Path, Path]:
+    """(train folder, test folder) of an image-folder data set."""
+    train = root / "train"
+    if not train.is_dir():
+        raise DataError(f"{root}: expected a train/<class>/ folder of images")
+    for name in TEST_FOLDER_NAMES:
+        if (root / name).is_dir():
+            return train, root / name
+    raise DataError(f"{root}: has train/ but no test/ or val/ folder; expected "
+                    "test/<class>/ or val/<class>/ beside train/<class>/")
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    try:
+        entries = list(os.scandir(split_dir))
+    except OSError as exc:
+        raise DataError(f"{split_dir}: could not list ({exc.strerror or exc})") from None
+    folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    if not folders:
+        loose = sum(1 for e in entries if e.is_file() and is_image_file(e.name))
+        found = f"found {loose} image file(s) directly in it" if loose else "found none"
+        raise DataError(f"{split_dir}: expected one sub-folder per class "
+                        f"({split_dir.name}/<class>/*.jpg), {found}")
+    return folders
+
+
+def scan_split(split_dir: Path, train_classes: list[str] | None) -> tuple[FileListing, list[str]]:
+    """List the images of one split: (listing, class names).
+
+    With train_classes None this is the train split and defines the classes (sorted folder
+    names); otherwise every class folder must be one of train_classes."""
+    folders = _class_folders(split_dir)
+    classes = folders if train_classes is None else train_classes
+    if train_classes is not None:
+        unknown = [f for f in folders if f not in set(train_classes)]
+        if unknown:
+            raise DataError(f"{split_dir}: class folder(s) {', '.join(unknown[:5])} "
+                            f"{'are' if len(unknown) > 1 else 'is'} not in "
+                            f"{split_dir.parent / 'train'}; test classes must be train classes")
+    class_index = {name: k for k, name in enumerate(classes)}
+    class_dirs = [""] * len(classes)
+    names: list[bytes] = []
+    owners: list[np.ndarray] = []
+    for folder in folders:
+        directory = split_dir / folder
+        try:
+            files = sorted(e.name for e in os.scandir(directory)
+                           if is_image_file(e.name) and e.is_file())
+        except OSError as exc:
+            raise DataError(f"{directory}: could not list ({exc.strerror or exc})") from None
+        if not files:
+            raise DataError(f"{directory}: class folder holds no image files (expected "
+                            f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
+        class_dirs[class_index[folder]] = str(directory)
+        names.extend(os.fsencode(f) for f in files)
+        owners.append(np.full(len(files), class_index[folder], dtype=np.int64))
+    return FileListing(class_dirs, np.array(names), np.concatenate(owners)), classes
+
+
+def probe_image(path: str) -> tuple[int, int, int]:
+    """[C, H, W] of an image as stored: C is 1 for grayscale modes, 3 otherwise."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            return (1 if image.mode in GRAYSCALE_MODES else 3), height, width
+    except Exception as exc:      # Pillow raises many types; all mean "unreadable"
+        raise DataError(f"{path}: could not read image ({type(exc).__name__}: {exc})") from None
+
+
+def decode_image(path: str, plan: DecodePlan) -> np.ndarray:
+    """uint8 [C, H, W] of one file: converted to L or RGB, resized (bilinear) if needed."""
+    size = (plan.width, plan.height)
+    try:
+        with Image.open(path) as image:
+            if image.size[0] >= 2 * size[0] and image.size[1] >= 2 * size[1]:
+                # JPEG: let the decoder downscale by 1/2..1/8 (never below `size`); big speed-up
+                # on full-size ImageNet images, a no-op for other formats
+                image.draft(None, size)
+            mode = "L" if plan.channels == 1 else "RGB"
+            converted = image if image.mode == mode else image.convert(mode)
+            if converted.size != size:
+                converted = converted.resize(size, Image.Resampling.BILINEAR)
+            pixels = np.asarray(converted, dtype=np.uint8)
+    except Exception as exc:      # Pillow raises many types; all mean "unreadable"
+        raise DataError(f"{path}: could not read image ({type(exc).__name__}: {exc})") from None
+    if plan.channels == 1:
+        return pixels[None]
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+class ImageFileDataset(Dataset):
+    """dataset[list of indices] -> (uint8 [b, C, H, W], None) or (None, error message).
+
+    Errors come back as a message rather than an exception, so the main process can raise a
+    clean DataError instead of DataLoader's re-raised worker traceback."""
+
+    def __init__(self, listing: FileListing, plan: DecodePlan):
+        self.listing = listing
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.listing)
+
+    def __getitem__(self, indices: list[int]) -> tuple[np.ndarray | None, str | None]:
+        batch = np.empty((len(indices), self.plan.channels, self.plan.height, self.plan.width),
+                         dtype=np.uint8)
+        try:
+            for row, i in enumerate(indices):
+                batch[row] = decode_image(self.listing.path(i), self.plan)
+        except DataError as exc:
+            return None, str(exc)
+        # numpy, not a tensor: a tensor would travel through a fresh shared-memory segment per
+        # batch, which costs more than pickling the bytes for small images (measured: CIFAR-10)
+        return batch, None
+
+
+def _as_is(item):
+    # batch_size=None DataLoader: each dataset item is already a batch, keep it untouched
+    return item
+
+
+class ImageFiles:
+    """ExampleSource over image files; decodes in `workers` processes (0: in this process)."""
+
+    def __init__(self, listing: FileListing, plan: DecodePlan, workers: int):
+        self.listing = listing
+        self.plan = plan
+        self.workers = workers
+        self.labels = torch.from_numpy(listing.file_classes)
+        self.caches = len(listing) * plan.channels * plan.height * plan.width <= CACHE_LIMIT_BYTES
+        self._cache: torch.Tensor | None = None
+        self._filled: torch.Tensor | None = None
+        self._missing = len(listing)
+
+    def __len__(self) -> int:
+        return len(self.listing)
+
+    def subset(self, indices: torch.Tensor) -> "ImageFiles":
+        return ImageFiles(self.listing.subset(indices.numpy()), self.plan, self.workers)
+
+    @property
+    def fully_cached(self) -> bool:
+        return self.caches and self._missing == 0
+
+    def uint8_batches(self, index_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        if self.fully_cached:
+            for indices in index_batches:
+                yield self._cache[indices]
+            return
+        for indices, images in zip(index_batches, self._decode(index_batches)):
+            if self.caches:
+                self._remember(indices, images)
+            yield images
+
+    def _remember(self, indices: torch.Tensor, images: torch.Tensor) -> None:
+        if self._cache is None:
+            self._cache = torch.empty((len(self), *images.shape[1:]), dtype=torch.uint8)
+            self._filled = torch.zeros(len(self), dtype=torch.bool)
+        self._missing -= int((~self._filled[indices]).sum())
+        self._cache[indices] = images
+        self._filled[indices] = True
+
+    def _decode(self, index_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """uint8 pixels per index batch, in order. Consecutive batches are merged into requests
+        of at least MIN_REQUEST_IMAGES so that the per-request cost of a worker round trip is
+        amortised even at small batch sizes."""
+        requests: list[list[int]] = []
+        sizes: list[list[int]] = []          # the batch sizes each request is cut back into
+        for indices in index_batches:
+            if not requests or len(requests[-1]) >= MIN_REQUEST_IMAGES:
+                requests.append([])
+                sizes.append([])
+            requests[-1].extend(indices.tolist())
+            sizes[-1].append(len(indices))
+        dataset = ImageFileDataset(self.listing, self.plan)
+        workers = min(self.workers, len(requests))
+        if workers == 0:
+            replies = (dataset[request] for request in requests)
+        else:
+            replies = iter(DataLoader(dataset, batch_size=None, sampler=requests,
+                                      num_workers=workers, collate_fn=_as_is))
+        try:
+            for (pixels, error), request_sizes in zip(replies, sizes):
+                if error is not None:
+                    raise DataError(error)
+                yield from torch.from_numpy(pixels).split(request_sizes)
+        finally:
+            # Stop the workers now (error or abandoned epoch). Left to a traceback that keeps
+            # this frame alive, they would be shut down by a later cyclic GC, when their queues
+            # may already be finalised, and each would wait out a 5 s timeout.
+            replies = None

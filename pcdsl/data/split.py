@@ -1,0 +1,123 @@
+# ---------------------------------------------------------------------------------------------
+# Splits: a source of uint8 images plus the transform that turns them into model inputs.
+#
+# A source only knows how to hand out uint8 [b, C, H, W] batches for given index lists (from a
+# tensor in memory, or decoded from files by worker processes). Everything random lives here and
+# in the transform, and is drawn from generators derived from (seed, epoch) alone: the batch
+# order from one stream, the augmentations from another. So the same (seed, epoch) gives the
+# same batches bit for bit, whichever source served the pixels and however many workers it used.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import hashlib
+import numbers
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+import torch
+
+from pcdsl.data.transforms import BatchTransform
+
+
+def derived_generator(*parts: object) -> torch.Generator:
+    """A CPU generator seeded from a hash of `parts` (e.g. ("order", seed, epoch)).
+
+    Hashing, rather than seed + epoch, keeps (seed=1, epoch=0) and (seed=0, epoch=1) apart and
+    gives independent streams for different purposes; blake2b is stable across Python versions.
+    Integers are normalised first: repr(numpy.int64(3)) is not repr(3)."""
+    canonical = tuple(int(p) if isinstance(p, numbers.Integral) else p for p in parts)
+    digest = hashlib.blake2b(repr(canonical).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+
+
+def batch_indices(count: int, batch_size: int, shuffle: bool,
+                  generator: torch.Generator) -> list[torch.Tensor]:
+    """0..count-1 (permuted if `shuffle`) in consecutive batches; the last may be short."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
+    return list(order.split(batch_size))
+
+
+def limited_indices(count: int, limit: int | None, purpose: str) -> torch.Tensor | None:
+    """The first `limit` of a fixed seeded shuffle of 0..count-1, in ascending order.
+
+    Shuffling first makes a small limit cover all classes even when the files are stored class by
+    class; sorting afterwards keeps file access sequential. None: no limit needed."""
+    if limit is None or limit >= count:
+        return None
+    chosen = torch.randperm(count, generator=derived_generator("limit", purpose))[:limit]
+    return chosen.sort().values
+
+
+class ExampleSource(Protocol):
+    """Where a split's pixels come from."""
+
+    labels: torch.Tensor   # int64 [N]
+
+    def __len__(self) -> int: ...
+
+    def uint8_batches(self, index_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """One uint8 [b, C, H, W] tensor per index batch, in order."""
+        ...
+
+
+@dataclass
+class InMemoryImages:
+    """A whole split decoded up-front: uint8 images [N, C, H, W] and int64 labels [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: torch.Tensor) -> "InMemoryImages":
+        return InMemoryImages(self.images[indices], self.labels[indices])
+
+    def uint8_batches(self, index_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        for indices in index_batches:
+            yield self.images[indices]
+
+
+@dataclass
+class Split:
+    """One split of a data set (train or test), iterated as transformed mini-batches."""
+
+    source: ExampleSource
+    transform: BatchTransform
+    augment: bool          # True for the train split: random crop / flip per the transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """int64 [N]: every label of the split, in storage order."""
+        return self.source.labels
+
+    def batches(self, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+                augment: bool | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x float32 [B, *input_shape], y int64 [B]); the last batch may be short.
+
+        Order and augmentation are functions of (seed, epoch) only. `augment=False` turns the
+        train split's augmentation off (e.g. to measure train accuracy on clean images)."""
+        index_batches = batch_indices(len(self), batch_size, shuffle,
+                                      derived_generator("order", seed, epoch))
+        augmenting = self.augment if augment is None else (augment and self.augment)
+        augment_with = (derived_generator("augment", seed, epoch)
+                        if augmenting and self.transform.augments else None)
+        pixels = self.source.uint8_batches(index_batches)
+        for indices, images in zip(index_batches, pixels):
+            yield self.transform(images, augment_with), self.source.labels[indices]
+
+
+@dataclass
+class DataSplits:
+    """A loaded data set: both splits and what the labels mean."""
+
+    train: Split
+    test: Split
+    num_classes: int
+    classes: list[str]
+    description: str       # one line for logs: "MNIST idx (path): 60000 train / 10000 test, ..."
