@@ -1,0 +1,61 @@
+# ---------------------------------------------------------------------------------------------
+# Gradient check: the model's EP estimate against the backprop gradient of the same cost.
+#
+# The oracle is autograd through the free phase: d/dtheta of model.cost(model(x), label).mean().
+# For a PCN model(x) is the feedforward pass; for other energies it is the relaxation loop itself,
+# so autograd differentiates through the iterations (the BPTT-style oracle). With exact equilibria
+# and beta -> 0 the two agree (METHOD.md section 2); run this in float64 for tight comparisons.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
+    """Cosine and relative error ||ep - bp|| / ||bp|| of two gradient tensors.
+
+    Zero norms: two zero tensors agree perfectly (cosine 1, error 0); if only the oracle is zero
+    the relative error is infinite, and a zero tensor has cosine 0 with a non-zero one."""
+    ep, bp = ep.detach().double().flatten(), bp.detach().double().flatten()
+    ep_norm, bp_norm = float(ep.norm()), float(bp.norm())
+    difference = float((ep - bp).norm())
+    if ep_norm == 0.0 and bp_norm == 0.0:
+        cosine = 1.0
+    elif ep_norm == 0.0 or bp_norm == 0.0:
+        cosine = 0.0
+    else:
+        cosine = float(ep @ bp) / (ep_norm * bp_norm)
+    if bp_norm > 0.0:
+        rel_error = difference / bp_norm
+    else:
+        rel_error = 0.0 if difference == 0.0 else math.inf
+    return {"cosine": cosine, "rel_error": rel_error, "bp_norm": bp_norm, "ep_norm": ep_norm}
+
+
+def backprop_gradients(model, x: torch.Tensor, label: torch.Tensor,
+                       free_steps: int | None = None) -> list[torch.Tensor]:
+    """Autograd gradient of the batch-mean cost at the free phase, in parameters() order."""
+    params = list(model.parameters())
+    with torch.enable_grad():
+        states = model(x, steps=free_steps)
+        loss = model.cost(states, label).mean()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int,
+              scheme: str = "centered", mod: bool = True, synchronous: bool = False,
+              free_steps: int | None = None) -> dict:
+    """Per-parameter agreement of model.ep_gradients with backprop, plus the worst of each."""
+    estimate = model.ep_gradients(x, label, beta=beta, steps=steps, scheme=scheme, mod=mod,
+                                  synchronous=synchronous, free_steps=free_steps)
+    oracle = backprop_gradients(model, x, label, free_steps)
+    rows = []
+    named = model.named_parameters()
+    for (name, parameter), ep, bp in zip(named, estimate["grads"], oracle, strict=True):
+        rows.append({"name": name, "shape": list(parameter.shape), **compare(ep, bp)})
+    return {"params": rows,
+            "min_cosine": min(row["cosine"] for row in rows),
+            "max_rel_error": max(row["rel_error"] for row in rows)}

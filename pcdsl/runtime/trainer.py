@@ -1,0 +1,418 @@
+# ---------------------------------------------------------------------------------------------
+# The training loop and the run directory it keeps.
+#
+#   RUNDIR/model.py              the generated source the run trains (the model is rebuilt from it)
+#   RUNDIR/<name>.pc             the model file it was compiled from
+#   RUNDIR/config.json           resolved TrainConfig, data description, versions, initial-weight hash
+#   RUNDIR/metrics.jsonl         one line per completed epoch
+#   RUNDIR/checkpoints/epoch_NNN.pt, last.pt
+#
+# Rules: never lose work (an existing run is only continued with resume=True, and only with the
+# same model and a compatible config); a run stopped at any point and resumed gives the same
+# weights as one that ran straight through (weights, optimiser, schedule position, RNG state and
+# the per-epoch data order all come back); divergence stops the run with a message and leaves the
+# last good checkpoint as it was.
+#
+# Seeding: torch.manual_seed(seed), then model.reset_parameters(Generator(seed)), and every epoch's
+# batches are a function of (seed, epoch). So EP and BP runs with the same seed start from the
+# same weights and see the same batches: their comparison isolates the learning rule.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+import pcdsl
+from pcdsl.ir.config import TrainConfig
+from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, copy_checkpoint,
+                                      load_checkpoint, load_weights, parameter_shapes,
+                                      save_checkpoint)
+from pcdsl.runtime.ep import gradients_finite, training_step
+from pcdsl.runtime.evaluate import correct_counts, evaluate
+from pcdsl.runtime.loading import load_model_class, source_sha256
+from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, write_metrics
+from pcdsl.runtime.optim import make_optimizer, make_schedule
+from pcdsl.runtime.progress import EpochProgress
+
+if TYPE_CHECKING:
+    from pcdsl.data import DataSplits
+
+MODEL_FILE = "model.py"
+CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+# Keys a resumed run may change: neither affects the weights a completed epoch produces.
+# (`epochs` moves the stopping point; the schedule keeps the horizon the run started with.)
+RESUME_MAY_CHANGE = frozenset({"epochs", "eval_batch"})
+
+
+class RunError(Exception):
+    """A training run cannot start, continue or go on; the message is meant for the user."""
+
+
+class TrainingInterrupted(RunError):
+    """Ctrl-C: the last completed epoch's checkpoint is on disk; `metrics` are those epochs."""
+
+    def __init__(self, message: str, metrics: list[dict]):
+        super().__init__(message)
+        self.metrics = metrics
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch: int, where: str, reason: str):
+        super().__init__(reason)
+        self.epoch, self.where, self.reason = epoch, where, reason
+
+
+# ---- the run directory ----------------------------------------------------------------------
+
+class RunDir:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.model_file = self.root / MODEL_FILE
+        self.config_file = self.root / CONFIG_FILE
+        self.metrics_file = self.root / METRICS_FILE
+        self.checkpoints = self.root / CHECKPOINTS
+        self.last = self.checkpoints / LAST_CHECKPOINT
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch_{epoch:03d}.pt"
+
+    def existing_run_files(self) -> list[str]:
+        paths = (self.model_file, self.config_file, self.metrics_file, self.checkpoints)
+        return [path.name for path in paths if path.exists()]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _pc_file_name(pc_name: str) -> str:
+    name = Path(pc_name).name
+    if not name or name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, CHECKPOINTS):
+        raise RunError(f"the model file name {pc_name!r} would clash with a file of the run directory")
+    return name
+
+
+# ---- model construction ---------------------------------------------------------------------
+
+def build_model(model_class: type, config: TrainConfig) -> torch.nn.Module:
+    """Instantiate and initialise from the seed alone, so equal seeds give equal weights."""
+    torch.manual_seed(config.seed)
+    model = model_class()
+    model.reset_parameters(torch.Generator().manual_seed(config.seed))
+    return model
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A hash of every tensor of the state dict (names, dtypes, shapes and bytes)."""
+    return content_sha256(model.state_dict())
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _check_fit(model, data: "DataSplits") -> None:
+    if data.num_classes > model.NUM_CLASSES:   # fewer is fine: some outputs go unused
+        raise RunError(f"the data set has {data.num_classes} classes but the model "
+                       f"{model.NAME!r} outputs {model.NUM_CLASSES}")
+    if len(data.train) == 0 or len(data.test) == 0:
+        raise RunError(f"the data set has an empty split ({len(data.train)} train / "
+                       f"{len(data.test)} test examples)")
+
+
+def _check_input_shape(model, x: torch.Tensor) -> None:
+    # checked on the batches themselves: drawing a probe batch up front could start decoding
+    # workers of a large image folder just to look at one example
+    if tuple(x.shape[1:]) != tuple(model.INPUT_SHAPE):
+        raise RunError(f"the data's examples have shape {list(x.shape[1:])} but the model "
+                       f"{model.NAME!r} takes {list(model.INPUT_SHAPE)}")
+
+
+def _data_record(data: "DataSplits", data_spec: str | None) -> dict:
+    return {"spec": data_spec, "description": data.description, "num_classes": data.num_classes,
+            "classes": list(data.classes), "train_examples": len(data.train),
+            "test_examples": len(data.test)}
+
+
+# ---- resume checks --------------------------------------------------------------------------
+
+def _config_differences(saved: dict, config: TrainConfig) -> list[str]:
+    current = config.model_dump(mode="json")
+    return [f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
+            for key in sorted(set(saved) | set(current))
+            if key not in RESUME_MAY_CHANGE and saved.get(key) != current.get(key)]
+
+
+def _checkpoint_to_resume(run: RunDir, source: str, config: TrainConfig,
+                          data: "DataSplits") -> dict | None:
+    """The checkpoint to continue from (None: the run never finished an epoch), after checking
+    that continuing it with this model, config and data is the same run."""
+    if not run.model_file.is_file():
+        raise RunError(f"nothing to resume in {run.root}: it holds no run ({MODEL_FILE} is missing); "
+                       "start a new run without --resume")
+    recorded = source_sha256(run.model_file.read_text(encoding="utf-8"))
+    compiled = source_sha256(source)
+    if recorded != compiled:
+        raise RunError(f"cannot resume {run.root}: the model changed since the run started "
+                       f"({run.model_file} has sha256 {recorded[:12]}, the compiled model "
+                       f"{compiled[:12]}). Resuming would mix two models; start a new run in "
+                       "another folder.")
+    if not run.last.exists():
+        return None
+    checkpoint = load_checkpoint(run.last)
+    if checkpoint["source_sha256"] != compiled:
+        raise RunError(f"cannot resume {run.root}: {run.last} was written by a different model "
+                       f"(sha256 {checkpoint['source_sha256'][:12]}, now {compiled[:12]})")
+    differences = _config_differences(checkpoint.get("config", {}), config)
+    if differences:
+        raise RunError(f"cannot resume {run.root}: the training config differs from the run's "
+                       "(only " + ", ".join(sorted(RESUME_MAY_CHANGE)) + " may change):\n  "
+                       + "\n  ".join(differences))
+    saved_data = checkpoint.get("data", {}).get("description")
+    if saved_data is not None and saved_data != data.description:
+        raise RunError(f"cannot resume {run.root}: it was trained on\n  {saved_data}\nnot on\n  "
+                       f"{data.description}")
+    return checkpoint
+
+
+# ---- one epoch ------------------------------------------------------------------------------
+
+def _train_epoch(model, optimizer, schedule, config: TrainConfig, data: "DataSplits", epoch: int,
+                 last_epoch: int, log, live: bool | None) -> dict:
+    reference = next(model.parameters())
+    batches = math.ceil(len(data.train) / config.batch)
+    loss_sum, correct, seen, lr_used = 0.0, 0, 0, schedule.current
+    started = time.perf_counter()
+    with EpochProgress(epoch, last_epoch, batches, log, live) as progress:
+        stream = data.train.batches(config.batch, shuffle=True, seed=config.seed, epoch=epoch - 1)
+        for number, (x, label) in enumerate(stream, start=1):
+            where = f"batch {number} of {batches}"
+            _check_input_shape(model, x)
+            x, label = x.to(reference.device, reference.dtype), label.to(reference.device)
+            try:
+                result = training_step(model, x, label, config)
+            except FloatingPointError as error:
+                raise _Diverged(epoch, where, str(error)) from None
+            loss = float(result.loss)
+            if not math.isfinite(loss):
+                raise _Diverged(epoch, where, f"the loss is {loss}")
+            if not gradients_finite(model):
+                raise _Diverged(epoch, where, "the gradient has non-finite entries")
+            lr_used = schedule.current
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss * label.shape[0]
+            correct += correct_counts(result.logits, label, model.NUM_CLASSES)[0]
+            seen += label.shape[0]
+            progress.update(loss)
+    train_seconds = time.perf_counter() - started
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "lr": lr_used,
+            "train_seconds": train_seconds, "train_examples_per_s": seen / train_seconds}
+
+
+def _epoch_summary(record: dict, last_epoch: int) -> str:
+    text = (f"epoch {record['epoch']}/{last_epoch}  train loss {record['train_loss']:.4f} "
+            f"acc {100 * record['train_acc']:.2f}%  test loss {record['test_loss']:.4f} "
+            f"acc {100 * record['test_acc']:.2f}%")
+    if "test_top5" in record:
+        text += f" top5 {100 * record['test_top5']:.2f}%"
+    return text + f"  lr {record['lr']:.3g}  {record['seconds']:.3g} s"
+
+
+def _divergence_message(error: _Diverged, run: RunDir, config: TrainConfig,
+                        good_epoch: int) -> str:
+    if config.algorithm == "ep":
+        advice = (f"Try a smaller lr (now {config.lr:g}) or beta (now {config.beta:g}), or more "
+                  f"relaxation steps (now {config.steps})")
+    else:
+        advice = f"Try a smaller lr (now {config.lr:g})"
+    kept = (f"the last good checkpoint, epoch {good_epoch}, is {run.last} (unchanged)"
+            if good_epoch else "no checkpoint was written (it diverged in the first epoch)")
+    return (f"training diverged at epoch {error.epoch}, {error.where}: {error.reason}. "
+            f"{advice}; {kept}.")
+
+
+# ---- the entry points -----------------------------------------------------------------------
+
+def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig,
+          data: "DataSplits", out_dir: Path, *, resume: bool = False, epochs: int | None = None,
+          log: Callable[[str], None] = print, data_spec: str | None = None,
+          device: str | torch.device | None = None, progress: bool | None = None) -> list[dict]:
+    """Train the generated model; return the metrics of every completed epoch of the run.
+
+    epochs: stop once this many epochs of the run are complete (default config.epochs); the
+        learning-rate schedule always spans config.epochs as recorded when the run started.
+    data_spec: the `--data` string, recorded so that evaluate_run can reload the data.
+    device: default cuda when available. progress: live bar (default: when stderr is a TTY)."""
+    run = RunDir(out_dir)
+    pc_file = _pc_file_name(pc_name)
+    if not resume and run.existing_run_files():
+        raise RunError(f"{run.root} already holds a run ({', '.join(run.existing_run_files())}); "
+                       "pass --resume to continue it, or choose another output folder. "
+                       "Nothing was changed.")
+    checkpoint = _checkpoint_to_resume(run, model_cls_source, config, data) if resume else None
+
+    model = build_model(load_model_class(model_cls_source), config)
+    _check_fit(model, data)
+    initial_weights = weights_sha256(model)
+    target = _pick_device(device)
+    model.to(target)
+    optimizer = make_optimizer(model.parameters(), config)
+    batches_per_epoch = math.ceil(len(data.train) / config.batch)
+    schedule = make_schedule(optimizer, config, total_steps=config.epochs * batches_per_epoch)
+    source_hash = source_sha256(model_cls_source)
+    data_record = _data_record(data, data_spec)
+
+    history: list[dict] = []
+    if checkpoint is not None:
+        load_weights(model, checkpoint, run.last)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        if torch.cuda.is_available() and checkpoint["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        history = list(checkpoint["metrics"])
+        write_metrics(run.metrics_file, history)
+        log(f"resuming {run.root} after epoch {checkpoint['epoch']} ({run.last})")
+    else:
+        if resume:
+            log(f"{run.root} has no checkpoint yet; starting the run from its first epoch")
+        run.root.mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(run.model_file, model_cls_source)
+        _write_text_atomic(run.root / pc_file, pc_text)
+        record = {"pcdsl_version": pcdsl.__version__, "torch_version": torch.__version__,
+                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "model": {"name": model.NAME, "pc_file": pc_file,
+                            "pc_sha256": hashlib.sha256(pc_text.encode()).hexdigest(),
+                            "source_sha256": source_hash,
+                            "parameters": sum(p.numel() for p in model.parameters()),
+                            "param_shapes": parameter_shapes(model)},
+                  "initial_weights_sha256": initial_weights, "data": data_record,
+                  "config": config.model_dump(mode="json")}
+        _write_text_atomic(run.config_file, json.dumps(record, indent=2) + "\n")
+        write_metrics(run.metrics_file, [])
+
+    done = history[-1]["epoch"] if history else 0
+    last_epoch = config.epochs if epochs is None else epochs
+    if done >= last_epoch:
+        log(f"{run.root}: {done} epochs done, nothing to train (target {last_epoch})")
+        return history
+    n_params = sum(p.numel() for p in model.parameters())
+    what = (f"EP ({config.scheme}, beta {config.beta:g}, {config.steps} steps, {config.update}, "
+            f"{config.traversal})" if config.algorithm == "ep" else "backprop")
+    log(f"training {model.NAME} ({n_params:,} parameters) with {what} on {target.type}; "
+        f"data: {data.description}; run: {run.root}")
+
+    try:
+        for epoch in range(done + 1, last_epoch + 1):
+            started = time.perf_counter()
+            try:
+                record = _train_epoch(model, optimizer, schedule, config, data, epoch,
+                                      last_epoch, log, progress)
+                evaluated = time.perf_counter()
+                test = evaluate(model, data.test, config.eval_batch, free_steps=config.free_steps)
+                if not math.isfinite(test["loss"]):
+                    raise _Diverged(epoch, "the end-of-epoch evaluation",
+                                    f"the test loss is {test['loss']}")
+            except _Diverged as error:
+                raise RunError(_divergence_message(error, run, config, epoch - 1)) from None
+            record = {"epoch": epoch, "step": schedule.steps_taken, "algorithm": config.algorithm,
+                      **({"scheme": config.scheme} if config.algorithm == "ep" else {}),
+                      "train_loss": record["train_loss"], "train_acc": record["train_acc"],
+                      "test_loss": test["loss"], "test_acc": test["acc"],
+                      **({"test_top5": test["top5"]} if test["top5"] is not None else {}),
+                      "lr": record["lr"], "seconds": time.perf_counter() - started,
+                      "train_seconds": record["train_seconds"],
+                      "eval_seconds": time.perf_counter() - evaluated,
+                      "train_examples_per_s": record["train_examples_per_s"]}
+            history.append(record)
+            payload = {
+                "epoch": epoch, "step": schedule.steps_taken, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                "config": config.model_dump(mode="json"), "source_sha256": source_hash,
+                "model_name": model.NAME, "param_shapes": parameter_shapes(model),
+                "metrics": history, "data": data_record, "pcdsl_version": pcdsl.__version__}
+            save_checkpoint(run.epoch_checkpoint(epoch), payload)
+            copy_checkpoint(run.epoch_checkpoint(epoch), run.last)
+            append_metrics(run.metrics_file, record)
+            log(_epoch_summary(record, last_epoch))
+    except KeyboardInterrupt:
+        saved = history[-1]["epoch"] if history else 0
+        kept = (f"{run.last} holds epoch {saved}; continue with --resume" if saved
+                else "no epoch was completed, so there is no checkpoint")
+        message = f"interrupted during epoch {saved + 1}: {kept}"
+        log(message)
+        raise TrainingInterrupted(message, history) from None
+    return history
+
+
+def _load_test_data(spec: str, model, config: TrainConfig, limit: int | None,
+                    workers: int | None) -> "DataSplits":
+    from pcdsl.data import load_data   # imported here: only evaluation from a spec needs it
+    return load_data(spec, tuple(model.INPUT_SHAPE), pad=config.pad, mean=config.mean,
+                     std=config.std, limit_test=limit, workers=workers)
+
+
+def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits | None" = None,
+                 batch_size: int | None = None, limit: int | None = None,
+                 workers: int | None = None, device: str | torch.device | None = None) -> dict:
+    """Evaluate a run directory (its last.pt) or one checkpoint file of a run on a test split.
+
+    The model is rebuilt from the run's model.py; the data defaults to the spec recorded in the
+    run's config.json (or pass `data_spec`, or already-loaded `data`); `limit`: evaluate on that
+    many test examples only."""
+    path = Path(path)
+    if path.is_dir():
+        run = RunDir(path)
+        checkpoint_path = run.last
+        if not checkpoint_path.exists():
+            raise RunError(f"{path} has no {CHECKPOINTS}/{LAST_CHECKPOINT}: the run has not "
+                           "completed an epoch, or this is not a run folder")
+    else:
+        checkpoint_path = path
+        run = RunDir(path.parent.parent if path.parent.name == CHECKPOINTS else path.parent)
+    checkpoint = load_checkpoint(checkpoint_path)
+    if not run.model_file.is_file():
+        raise RunError(f"cannot rebuild the model of {checkpoint_path}: {run.model_file} is missing")
+    source = run.model_file.read_text(encoding="utf-8")
+    if source_sha256(source) != checkpoint["source_sha256"]:
+        raise RunError(f"{run.model_file} does not match {checkpoint_path} (its sha256 differs "
+                       "from the one recorded in the checkpoint): was it edited?")
+    config = TrainConfig.model_validate(checkpoint["config"])
+    model = load_model_class(source)()
+    load_weights(model, checkpoint, checkpoint_path)
+    model.to(_pick_device(device))
+    if data is None:
+        spec = data_spec if data_spec is not None else checkpoint.get("data", {}).get("spec")
+        if spec is None:
+            raise RunError(f"{run.root} did not record which data it was trained on; pass a data spec")
+        data = _load_test_data(spec, model, config, limit, workers)
+    if data.num_classes > model.NUM_CLASSES:
+        raise RunError(f"the data set has {data.num_classes} classes but the model outputs "
+                       f"{model.NUM_CLASSES}")
+    result = evaluate(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps)
+    return {**result, "epoch": checkpoint["epoch"], "checkpoint": str(checkpoint_path),
+            "data": data.description, "examples": len(data.test)}
+
+
+__all__ = ["RunError", "TrainingInterrupted", "CheckpointError", "RunDir", "build_model",
+           "weights_sha256", "train", "evaluate_run"]

@@ -1,0 +1,1 @@
+"""Shared test helpers: a hand-written protocol model and a small in-memory data set."""
