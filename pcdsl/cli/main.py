@@ -207,6 +207,45 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
         sys.exit(1)
 
 
+@main.command()
+@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.option("--batch", type=int, default=None, help="Batch size (default: the model file's).")
+@click.option("--steps", type=int, help="Relaxation iterations per phase (default: the model file's).")
+@click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16"]), default="float32", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_set_option
+@reports_errors
+def bench(model_file, batch, steps, dtype, device, repeats, as_json, set_items):
+    """Time one free phase, one centered-EP step and one backprop step side by side."""
+    import torch
+    from ..pipeline import compile_file
+    from ..runtime.bench import bench_step
+    from ..runtime.loading import load_model_class
+    compiled = compile_file(model_file, set_items)
+    cfg = compiled.ir.train
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here")
+    model = load_model_class(compiled.source)().to(device=device, dtype=getattr(torch, dtype))
+    batch = batch or cfg.batch
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((batch, *model.INPUT_SHAPE), generator=generator).to(device=device, dtype=getattr(torch, dtype))
+    label = torch.randint(0, model.NUM_CLASSES, (batch,), generator=generator).to(device)
+    result = bench_step(model, x, label, cfg.beta, steps or cfg.steps, mod=cfg.update == "modpgd",
+                        synchronous=cfg.traversal == "sync", repeats=repeats)
+    result["model"] = compiled.ir.name
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{compiled.ir.name}: batch {result['batch']}, K = {result['steps']}, {result['dtype']}, {result['device']}")
+    for name, t in result["times"].items():
+        click.echo(f"  {name:<11} {t['median_s'] * 1e3:10.1f} ms  (min {t['min_s'] * 1e3:.1f})")
+    model_ratio = result["cost_model_ep_over_bp"]
+    click.echo(f"  EP / BP step time: {result['ep_over_bp']:.2f}"
+               + (f"  (cost model (4K+3)/3 = {model_ratio:.2f})" if model_ratio else ""))
+
+
 def _gradcheck_batch(model, compiled, data_spec, batch, generator):
     import torch
     shape = tuple(compiled.checked.shapes[compiled.ir.input.name].value)

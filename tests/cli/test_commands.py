@@ -134,3 +134,12 @@ def test_vgg10_trains_through_the_imagenet_layout_loader(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert metrics["train_loss"] == metrics["train_loss"]  # finite
+
+
+def test_bench_reports_side_by_side_ratio():
+    result = run("bench", MODELS / "mlp_digits.pc", "--batch", "8", "--repeats", "1", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["times"]) == {"free_phase", "ep_step", "bp_step"}
+    assert report["ep_over_bp"] > 0
+    assert report["cost_model_ep_over_bp"] == (4 * 4 + 3) / 3   # K = 4 in mlp_digits.pc
