@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 import sympy as sp
 
 from .. import __version__
-from ..check.algebra import AvgPoolT, CostGrad, LinearT, MaxUnpool, Unflatten
+from ..check.algebra import AvgPoolT, CostGrad, LinearT, MaxUnpool, Unflatten, expand_definitions
 from ..check.derive import BETA
 from ..check.model import CheckedModel
 from .printer import TorchPrinter
@@ -129,7 +129,7 @@ class _ModuleWriter:
         else:
             self.w.line(", ".join(names) + " = " + ", ".join(f'{source}["{n}"]' for n in names))
 
-    def emit_definitions(self, exprs: list[sp.Expr]) -> None:
+    def emit_definitions(self, exprs: list[sp.Expr], carried: frozenset = frozenset()) -> None:
         last_line = None
         for symbol in self.needed_definitions(exprs):
             line = self.m.definition_lines[symbol]
@@ -139,9 +139,12 @@ class _ModuleWriter:
             eps = self.m.errors.get(symbol)
             if eps is not None:
                 target, prediction = eps
-                self.w.line(f"{symbol.name} = {target} - {self.p(prediction)}")
+                value = f"{target} - {self.p(prediction)}"
             else:
-                self.w.line(f"{symbol.name} = {self.p(self.m.definitions[symbol])}")
+                value = self.p(self.m.definitions[symbol])
+            if symbol in carried:
+                value = f'carry["{symbol.name}"] if "{symbol.name}" in carry else {value}'
+            self.w.line(f"{symbol.name} = {value}")
 
     # ------------------------------------------------------------------ the module
     def write(self) -> str:
@@ -328,6 +331,7 @@ class _ModuleWriter:
             groups = ", ".join(f"self._update_group{i}" for i in range(len(self.m.groups)))
             self.w.line("s = dict(states)")
             self.w.line(f"groups = ({groups}{',' if len(self.m.groups) == 1 else ''})")
+            self.w.line("carry = {}")
             self.w.line("for _ in range(steps):")
             with self.w.indent():
                 self.w.line("if synchronous:  # every group reads the same old states")
@@ -335,30 +339,52 @@ class _ModuleWriter:
                     self.w.line("new = {}")
                     self.w.line("for update in groups:")
                     with self.w.indent():
-                        self.w.line("new.update(update(x, s, label, beta, mod))")
+                        self.w.line("new.update(update(x, s, label, beta, mod, {})[0])")
                     self.w.line("s.update(new)")
                 self.w.line("else:  # asynchronous: each group reads what the previous group wrote")
                 with self.w.indent():
                     self.w.line("for update in groups:")
                     with self.w.indent():
-                        self.w.line("s.update(update(x, s, label, beta, mod))")
+                        self.w.line("new, carry = update(x, s, label, beta, mod, carry)")
+                        self.w.line("s.update(new)")
             self.w.line("return s")
         self.w.line()
 
+    def group_exprs(self, group: list[str]) -> tuple[list[sp.Expr], dict]:
+        """The update expressions of a group, with the cost's pull named `nudge_<state>`."""
+        nudge = {r.state: sp.Symbol(f"nudge_{r.state}") for r in (self.m.rules[s] for s in group)
+                 if r.update.has(CostGrad)}
+        return [self._with_nudge(self.m.rules[s].update, nudge.get(s)) for s in group], nudge
+
+    def carried_into(self, index: int) -> list[sp.Symbol]:
+        """Intermediates group `index` can take from the half-sweep before it: those that group
+        also needs and whose inputs that group's update left unchanged (METHOD.md section 6:
+        with cached pre-activations an iteration costs one forward and one transposed pass)."""
+        groups = self.m.groups
+        previous = (index - 1) % len(groups)
+        before = set(self.needed_definitions(self.group_exprs(groups[previous])[0]))
+        changed = set(groups[previous])
+        return [d for d in self.needed_definitions(self.group_exprs(groups[index])[0])
+                if d in before and not (self.dependencies(d) & changed)]
+
+    def dependencies(self, symbol: sp.Symbol) -> set[str]:
+        expr = expand_definitions(self.m.definitions[symbol], self.m.definitions)
+        return {s.name for s in expr.free_symbols} & set(self.m.states)
+
     def group_update(self, index: int, group: list[str]) -> None:
         rules = [self.m.rules[s] for s in group]
-        exprs = [r.update for r in rules]
-        self.w.line(f"def _update_group{index}(self, x, s, label, beta, mod):")
+        exprs_named, nudge = self.group_exprs(group)
+        carried_in = self.carried_into(index)
+        carried_out = self.carried_into((index + 1) % len(self.m.groups))
+        self.w.line(f"def _update_group{index}(self, x, s, label, beta, mod, carry):")
         with self.w.indent():
-            self.w.line(f'"""Update group {index}: {", ".join(group)} (no two interact, so this half-sweep is exact)."""')
+            self.w.line(f'"""Update group {index}: {", ".join(group)} (no two interact, so this half-sweep is exact).')
+            self.w.line()
+            self.w.line("`carry` holds intermediates the previous half-sweep computed from states this one")
+            self.w.line('has not changed; returns the new states and the carry for the next half-sweep."""')
             self.bind_input()
-            nudge = {}
-            for rule in rules:
-                if rule.update.has(CostGrad):
-                    nudge[rule.state] = sp.Symbol(f"nudge_{rule.state}")
-            exprs_named = [self._with_nudge(r.update, nudge.get(r.state)) for r in rules]
             self.unpack_states(self.states_used(exprs_named + [self.m.cost_grad] * bool(nudge)))
-            self.emit_definitions(exprs_named)
+            self.emit_definitions(exprs_named, carried=set(carried_in))
             for state, symbol in nudge.items():
                 self.w.line(f"# the cost's pull on the output, at its current value")
                 self.w.line(f"{symbol.name} = beta * self.cost_grad({state}, label) if beta else 0.0")
@@ -369,7 +395,9 @@ class _ModuleWriter:
                     pre = _plain(mod_node.args[0])
                     self.w.line(f"# mod-PGD projects {pre} + delta; PGD projects {_plain(mod_node)} + delta")
                 self.w.line(f"{rule.state}_next = {self.p(expr, mod_node)}")
-            self.w.line("return {" + ", ".join(f'"{s}": {s}_next' for s in group) + "}")
+            new_states = "{" + ", ".join(f'"{s}": {s}_next' for s in group) + "}"
+            carry = "{" + ", ".join(f'"{d.name}": {d.name}' for d in carried_out) + "}"
+            self.w.line(f"return {new_states}, {carry}")
         self.w.line()
 
     def _split_delta(self, rule, expr: sp.Expr) -> sp.Expr:
@@ -429,40 +457,40 @@ EP_GRADIENTS = '''def ep_gradients(self, x, label, beta, steps, scheme="centered
     with torch.no_grad():
         free = self.forward(x, free_steps)
         loss = self.cost(free, label).mean()
-        if scheme == "random":
-            flip = torch.randint(0, 2, (1,), generator=generator).item()
-            scheme = "forward" if flip == 0 else "backward"
-        if scheme == "centered":
-            upper, lower, scale = self._nudged(x, free, label, beta, steps, mod, synchronous, loss), \\
-                self._nudged(x, free, label, -beta, steps, mod, synchronous, loss), 1.0 / (2.0 * beta)
-        elif scheme == "forward":
-            upper, lower, scale = self._nudged(x, free, label, beta, steps, mod, synchronous, loss), free, 1.0 / beta
-        elif scheme == "backward":
-            upper, lower, scale = free, self._nudged(x, free, label, -beta, steps, mod, synchronous, loss), 1.0 / beta
-        else:
-            raise ValueError(f"unknown EP scheme {scheme!r}: centered, forward, backward or random")
-    grads_upper = self._energy_and_param_grads(x, upper)[1]
-    grads_lower = self._energy_and_param_grads(x, lower)[1]
+    if scheme == "random":
+        scheme = ("forward", "backward")[torch.randint(0, 2, (1,), generator=generator).item()]
+    if scheme not in ("centered", "forward", "backward"):
+        raise ValueError(f"unknown EP scheme {scheme!r}: centered, forward, backward or random")
+    upper = beta if scheme in ("centered", "forward") else 0.0
+    lower = -beta if scheme in ("centered", "backward") else 0.0
+    grads_upper = self._nudged_param_grads(x, free, label, upper, steps, mod, synchronous, loss)
+    grads_lower = self._nudged_param_grads(x, free, label, lower, steps, mod, synchronous, loss)
+    scale = 1.0 / (upper - lower)
     grads = [(gu - gl) * scale for gu, gl in zip(grads_upper, grads_lower)]
     return {"grads": grads, "loss": loss, "free": free}
 
-def _nudged(self, x, free, label, beta, steps, mod, synchronous, free_loss):
-    """Relax from the free state at `beta`; refuse a relaxation that diverged."""
-    states = self.relax(x, free, label, beta, steps, mod, synchronous)
+def _nudged_param_grads(self, x, free, label, beta, steps, mod, synchronous, free_loss):
+    """dE/dtheta at the equilibrium reached from the free state at `beta`; refuses a relaxation
+    that diverged instead of turning it into a gradient."""
+    if beta == 0.0 and self.FEEDFORWARD:
+        # the feedforward state has zero prediction error, so dE/dtheta = 0 there
+        return [torch.zeros_like(p) for p in self.parameters()]
+    with torch.no_grad():
+        states = free if beta == 0.0 else self.relax(x, free, label, beta, steps, mod, synchronous)
     for name, h in states.items():
         if not torch.isfinite(h).all():
             raise FloatingPointError(
                 f"the relaxation at beta={beta:g} diverged: state {name} is not finite after {steps} steps")
+    energy, grads = self._energy_and_param_grads(x, states)
     if self.FEEDFORWARD:
         # E grows from 0 at the free state to about beta^2 |dC|^2 / 2; orders of magnitude past
         # |beta| * C means the fixed-point iteration is running away (METHOD.md section 3).
-        energy = self.energy(x, states).mean().item()
         bound = 1e3 * abs(beta) * (float(free_loss) + 1.0)
-        if not energy <= bound:
+        if not float(energy) <= bound:
             raise FloatingPointError(
-                f"the relaxation at beta={beta:g} diverged: energy {energy:.3g} after {steps} steps "
+                f"the relaxation at beta={beta:g} diverged: energy {float(energy):.3g} after {steps} steps "
                 f"(bound {bound:.3g})")
-    return states'''
+    return grads'''
 
 
 def _own_activation(model: CheckedModel, state: str):

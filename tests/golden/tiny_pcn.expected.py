@@ -136,38 +136,46 @@ class Model(torch.nn.Module):
         """`steps` closed-form (alpha = 1) projected updates of F = E + beta * C."""
         s = dict(states)
         groups = (self._update_group0, self._update_group1)
+        carry = {}
         for _ in range(steps):
             if synchronous:  # every group reads the same old states
                 new = {}
                 for update in groups:
-                    new.update(update(x, s, label, beta, mod))
+                    new.update(update(x, s, label, beta, mod, {})[0])
                 s.update(new)
             else:  # asynchronous: each group reads what the previous group wrote
                 for update in groups:
-                    s.update(update(x, s, label, beta, mod))
+                    new, carry = update(x, s, label, beta, mod, carry)
+                    s.update(new)
         return s
 
-    def _update_group0(self, x, s, label, beta, mod):
-        """Update group 0: h2 (no two interact, so this half-sweep is exact)."""
+    def _update_group0(self, x, s, label, beta, mod, carry):
+        """Update group 0: h2 (no two interact, so this half-sweep is exact).
+
+        `carry` holds intermediates the previous half-sweep computed from states this one
+        has not changed; returns the new states and the carry for the next half-sweep."""
         h1, h2, o = s["h1"], s["h2"], s["o"]
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
         a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
         # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
-        a_o = F.linear(h2, self.o_w_h2, self.o_b)
+        a_o = carry["a_o"] if "a_o" in carry else F.linear(h2, self.o_w_h2, self.o_b)
         eps_o = o - a_o
         delta_h2 = eps_o @ self.o_w_h2
         # mod-PGD projects a_h2 + delta; PGD projects relu(a_h2) + delta
         h2_next = torch.relu((a_h2 if mod else torch.relu(a_h2)) + delta_h2)
-        return {"h2": h2_next}
+        return {"h2": h2_next}, {"a_h2": a_h2}
 
-    def _update_group1(self, x, s, label, beta, mod):
-        """Update group 1: h1, o (no two interact, so this half-sweep is exact)."""
+    def _update_group1(self, x, s, label, beta, mod, carry):
+        """Update group 1: h1, o (no two interact, so this half-sweep is exact).
+
+        `carry` holds intermediates the previous half-sweep computed from states this one
+        has not changed; returns the new states and the carry for the next half-sweep."""
         h1, h2, o = s["h1"], s["h2"], s["o"]
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
         z_h1 = F.conv2d(x, self.h1_w_x, self.h1_b, padding=1)
         a_h1 = F.max_pool2d(z_h1, 2)
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
-        a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
+        a_h2 = carry["a_h2"] if "a_h2" in carry else F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
         eps_h2 = h2 - torch.relu(a_h2)
         # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
         a_o = F.linear(h2, self.o_w_h2, self.o_b)
@@ -177,7 +185,7 @@ class Model(torch.nn.Module):
         # mod-PGD projects a_h1 + delta; PGD projects relu(a_h1) + delta
         h1_next = torch.relu((a_h1 if mod else torch.relu(a_h1)) + delta_h1)
         o_next = a_o - nudge_o
-        return {"h1": h1_next, "o": o_next}
+        return {"h1": h1_next, "o": o_next}, {"a_o": a_o}
 
     def param_grads(self, x, states):
         """dE/dtheta of the batch-mean energy at fixed states (autograd: no relaxation here)."""
@@ -203,37 +211,37 @@ class Model(torch.nn.Module):
         with torch.no_grad():
             free = self.forward(x, free_steps)
             loss = self.cost(free, label).mean()
-            if scheme == "random":
-                flip = torch.randint(0, 2, (1,), generator=generator).item()
-                scheme = "forward" if flip == 0 else "backward"
-            if scheme == "centered":
-                upper, lower, scale = self._nudged(x, free, label, beta, steps, mod, synchronous, loss), \
-                    self._nudged(x, free, label, -beta, steps, mod, synchronous, loss), 1.0 / (2.0 * beta)
-            elif scheme == "forward":
-                upper, lower, scale = self._nudged(x, free, label, beta, steps, mod, synchronous, loss), free, 1.0 / beta
-            elif scheme == "backward":
-                upper, lower, scale = free, self._nudged(x, free, label, -beta, steps, mod, synchronous, loss), 1.0 / beta
-            else:
-                raise ValueError(f"unknown EP scheme {scheme!r}: centered, forward, backward or random")
-        grads_upper = self._energy_and_param_grads(x, upper)[1]
-        grads_lower = self._energy_and_param_grads(x, lower)[1]
+        if scheme == "random":
+            scheme = ("forward", "backward")[torch.randint(0, 2, (1,), generator=generator).item()]
+        if scheme not in ("centered", "forward", "backward"):
+            raise ValueError(f"unknown EP scheme {scheme!r}: centered, forward, backward or random")
+        upper = beta if scheme in ("centered", "forward") else 0.0
+        lower = -beta if scheme in ("centered", "backward") else 0.0
+        grads_upper = self._nudged_param_grads(x, free, label, upper, steps, mod, synchronous, loss)
+        grads_lower = self._nudged_param_grads(x, free, label, lower, steps, mod, synchronous, loss)
+        scale = 1.0 / (upper - lower)
         grads = [(gu - gl) * scale for gu, gl in zip(grads_upper, grads_lower)]
         return {"grads": grads, "loss": loss, "free": free}
 
-    def _nudged(self, x, free, label, beta, steps, mod, synchronous, free_loss):
-        """Relax from the free state at `beta`; refuse a relaxation that diverged."""
-        states = self.relax(x, free, label, beta, steps, mod, synchronous)
+    def _nudged_param_grads(self, x, free, label, beta, steps, mod, synchronous, free_loss):
+        """dE/dtheta at the equilibrium reached from the free state at `beta`; refuses a relaxation
+        that diverged instead of turning it into a gradient."""
+        if beta == 0.0 and self.FEEDFORWARD:
+            # the feedforward state has zero prediction error, so dE/dtheta = 0 there
+            return [torch.zeros_like(p) for p in self.parameters()]
+        with torch.no_grad():
+            states = free if beta == 0.0 else self.relax(x, free, label, beta, steps, mod, synchronous)
         for name, h in states.items():
             if not torch.isfinite(h).all():
                 raise FloatingPointError(
                     f"the relaxation at beta={beta:g} diverged: state {name} is not finite after {steps} steps")
+        energy, grads = self._energy_and_param_grads(x, states)
         if self.FEEDFORWARD:
             # E grows from 0 at the free state to about beta^2 |dC|^2 / 2; orders of magnitude past
             # |beta| * C means the fixed-point iteration is running away (METHOD.md section 3).
-            energy = self.energy(x, states).mean().item()
             bound = 1e3 * abs(beta) * (float(free_loss) + 1.0)
-            if not energy <= bound:
+            if not float(energy) <= bound:
                 raise FloatingPointError(
-                    f"the relaxation at beta={beta:g} diverged: energy {energy:.3g} after {steps} steps "
+                    f"the relaxation at beta={beta:g} diverged: energy {float(energy):.3g} after {steps} steps "
                     f"(bound {bound:.3g})")
-        return states
+        return grads

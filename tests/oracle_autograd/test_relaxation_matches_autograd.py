@@ -99,7 +99,7 @@ def test_hopfield_update_is_the_exact_block_minimiser():
     x, label = random_batch(model, batch=3)
     x = x.abs().clamp(0, 1)
     s = model(x, 3)
-    updated = {**s, **model._update_group1(x, s, label, 0.0, True)}   # the h1 group
+    updated = {**s, **model._update_group1(x, s, label, 0.0, True, {})[0]}   # the h1 group
     (h1_group,) = [g for g in model.UPDATE_GROUPS if "h1" in g]
     h1 = updated["h1"]
     base = model.energy(x, updated).sum()
