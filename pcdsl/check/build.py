@@ -77,6 +77,7 @@ class ExpressionBuilder:
         self.shapes: dict[str, Shape] = {}
         self.params: dict[str, ParamInfo] = {}
         self.expr_shapes: dict[sp.Expr, Shape] = {}   # every tensor subexpression met
+        self._call_depth = 0                            # > 0 while building an operator's argument
         for var in ir.variables:
             self.symbols[var.name] = sp.Symbol(var.name)
             self.shapes[var.name] = self._declared_shape(var)
@@ -110,11 +111,13 @@ class ExpressionBuilder:
             values.append(int(value))
         return Shape(tuple(symbolic), tuple(values))
 
-    def option(self, expr) -> int:
+    def option(self, expr, op: str, key: str, minimum: int = 1) -> int:
+        """An operator's size or option at the sizes' values; E106 (at the value) when it is not an
+        integer >= minimum."""
         value = self.value_of(self.dim(expr))
-        if not value.is_integer:
-            fail(messages.BAD_OPTION_VALUE, expr.span, key="size", name="operator",
-                 expected="an integer", got=str(value))
+        if not (value.is_integer and value >= minimum):
+            fail(messages.BAD_OPTION_VALUE, expr.span, key=key, name=op,
+                 expected="a positive integer" if minimum == 1 else "a non-negative integer", got=str(value))
         return int(value)
 
     # ------------------------------------------------------------------ expressions
@@ -166,14 +169,22 @@ class ExpressionBuilder:
         op = expr.op
         if op in "+-*" and shape_l.rank and shape_r.rank and shape_l.value != shape_r.value:
             fail(messages.BROADCAST_MISMATCH, expr.span, left=shape_l, right=shape_r, op=op)
-        if op in "+-" and bool(shape_l.rank) != bool(shape_r.rank):
-            tensor = shape_l if shape_l.rank else shape_r
-            # a scalar plus a tensor broadcasts; a scalar energy plus a tensor does not
-            if _is_reduction(left) or _is_reduction(right):
-                fail(messages.NOT_SCALAR, expr.span, name=term.name)
+        reduced_l, reduced_r = _is_reduction(left), _is_reduction(right)
+        if op in "+-" and bool(shape_l.rank) != bool(shape_r.rank) and (reduced_l or reduced_r):
+            # a scalar plus a tensor broadcasts; a scalar energy plus a tensor does not. At the top
+            # of an energy term the tensor lacks its sum(...); inside a tensor the sum is misplaced.
+            if term.target is None and self._call_depth == 0:
+                fail(messages.NOT_SCALAR, (expr.left if shape_l.rank else expr.right).span, name=term.name)
+            fail(messages.SUM_OUTSIDE, _sum_span(expr.left if reduced_l else expr.right))
         if op in ("/", "**") and shape_r.rank:
             fail(messages.BROADCAST_MISMATCH, expr.span, left=shape_l, right=shape_r, op=op,
                  hint="divide by a number; powers take a number exponent")
+        # an energy is a linear combination of sums: a sum times a tensor or another sum, a
+        # division by a sum or a power of one has no closed-form update
+        if op == "*" and (reduced_l or reduced_r) and (shape_l.rank or shape_r.rank or (reduced_l and reduced_r)):
+            fail(messages.SUM_OUTSIDE, _sum_span(expr.right if reduced_r else expr.left))
+        if (op == "/" and reduced_r) or (op == "**" and (reduced_l or reduced_r)):
+            fail(messages.SUM_OUTSIDE, _sum_span(expr.left if reduced_l else expr.right))
         shape = shape_l if shape_l.rank else shape_r
         result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                   "/": lambda: left / right, "**": lambda: left ** right}[op]()
@@ -182,16 +193,24 @@ class ExpressionBuilder:
     def _call(self, expr: Call, term: Term):
         op = expr.op
         if op == "sum":
-            inner, shape = self.build(expr.args[0], term)
+            self._call_depth += 1
+            try:
+                inner, shape = self.build(expr.args[0], term)
+            finally:
+                self._call_depth -= 1
             if shape.rank == 0:
                 fail(messages.NON_SUM_TENSOR, expr.span, op="sum")
             return Total(inner), SCALAR
+        self._call_depth += 1
+        try:
+            arg, shape = self.build(expr.args[0], term)
+        finally:
+            self._call_depth -= 1
         if op == "identity":
-            return self.build(expr.args[0], term)
-        arg, shape = self.build(expr.args[0], term)
+            return arg, shape
         if shape.rank == 0:
             if arg.has(Total):
-                fail(messages.SUM_OUTSIDE, expr.span)
+                fail(messages.SUM_OUTSIDE, _sum_span(expr.args[0]))
             fail(messages.NON_SUM_TENSOR, expr.span, op=op)
         if op in ("relu", "hardsigmoid"):
             return self._note((Relu if op == "relu" else HardSigmoid)(arg), shape)
@@ -207,7 +226,7 @@ class ExpressionBuilder:
                 fail(messages.RANK_MISMATCH, expr.span, op="dense", expected="a vector [n]", got=shape,
                      hint="flatten it first: dense(flatten(...), n)")
             n_sym = self.dim(expr.options["size"])
-            n = self.option(expr.options["size"])
+            n = self.option(expr.options["size"], "dense", "size")
             self.params[expr.param] = ParamInfo(expr.param, "dense", term.name, (n, shape.value[0]),
                                                 expr.span.line, fan_in=shape.value[0], fan_out=n,
                                                 in_shape=shape.value, out_shape=(n,))
@@ -216,11 +235,9 @@ class ExpressionBuilder:
             if shape.rank != 3:
                 fail(messages.RANK_MISMATCH, expr.span, op="conv", expected="an image [c, h, w]", got=shape)
             out_sym = self.dim(expr.options["size"])
-            out = self.option(expr.options["size"])
-            k, stride, pad = (self.option(expr.options[key]) for key in ("k", "stride", "pad"))
-            if k < 1 or stride < 1:
-                fail(messages.BAD_OPTION_VALUE, expr.span, key="k" if k < 1 else "stride", name="conv",
-                     expected="a positive integer", got=min(k, stride))
+            out = self.option(expr.options["size"], "conv", "size")
+            k, stride = (self.option(expr.options[key], "conv", key) for key in ("k", "stride"))
+            pad = self.option(expr.options["pad"], "conv", "pad", minimum=0)
             spatial_sym = tuple(sp.floor((d + 2 * pad - k) / stride) + 1 for d in shape.symbolic[1:])
             spatial = tuple((d + 2 * pad - k) // stride + 1 for d in shape.value[1:])
             if min(spatial) < 1:
@@ -235,11 +252,8 @@ class ExpressionBuilder:
         if op in ("maxpool", "avgpool"):
             if shape.rank != 3:
                 fail(messages.RANK_MISMATCH, expr.span, op=op, expected="an image [c, h, w]", got=shape)
-            k = self.option(expr.options["k"])
-            stride = self.option(expr.options["stride"]) if "stride" in expr.options else k
-            if k < 1 or stride < 1:
-                fail(messages.BAD_OPTION_VALUE, expr.span, key="k", name=op, expected="a positive integer",
-                     got=min(k, stride))
+            k = self.option(expr.options["k"], op, "k")
+            stride = self.option(expr.options["stride"], op, "stride") if "stride" in expr.options else k
             for size in shape.value[1:]:
                 if size < k:
                     fail(messages.NON_POSITIVE_DIM, expr.span, op=op, shape=list(shape.value))
@@ -255,3 +269,21 @@ class ExpressionBuilder:
 
 def _is_reduction(expr) -> bool:
     return expr.has(Total)
+
+
+def _sum_span(expr) -> SourceSpan:
+    """Where the first sum(...) in an IR expression is (for E307), else the expression's span."""
+    found = _find_sum(expr)
+    return (found or expr).span
+
+
+def _find_sum(expr) -> Optional[Call]:
+    if isinstance(expr, Call) and expr.op == "sum":
+        return expr
+    children = (expr.left, expr.right) if isinstance(expr, Binary) else \
+        (expr.operand,) if isinstance(expr, Neg) else tuple(expr.args) if isinstance(expr, Call) else ()
+    for child in children:
+        found = _find_sum(child)
+        if found is not None:
+            return found
+    return None

@@ -80,6 +80,21 @@ def check_direct_use(energy: sp.Expr, state: sp.Symbol, definitions: dict, term_
     walk(expand_definitions(energy, definitions), None)
 
 
+def _gradient_poly(masked: sp.Expr, state: sp.Symbol) -> Optional[sp.Poly]:
+    """The masked gradient as a polynomial in the state; None when it is none (h**0.5, 1/h)."""
+    try:
+        return sp.Poly(masked, state)
+    except sp.PolynomialError:
+        return None
+
+
+def is_quadratic(energy: sp.Expr, state: sp.Symbol, definitions: dict) -> bool:
+    """Whether one term's energy is at most quadratic in the state (to point E305 at it)."""
+    gradient = energy_gradient(energy, state, definitions)
+    poly = _gradient_poly(sp.expand(_mask_ops_containing(expand_definitions(gradient, definitions), state)), state)
+    return poly is not None and poly.degree() <= 1
+
+
 def derive_rule(state: sp.Symbol, domain, energy: sp.Expr, definitions: dict, cost_term: Optional[sp.Expr],
                 own_activation: Optional[tuple[sp.Expr, sp.Expr]], span) -> UpdateRule:
     """`own_activation` = (act(a), a) for a PCN state's own prediction, for the mod-PGD form."""
@@ -89,8 +104,8 @@ def derive_rule(state: sp.Symbol, domain, energy: sp.Expr, definitions: dict, co
 
     # curvature: the coefficient of the bare state once every intermediate is expanded
     masked = sp.expand(_mask_ops_containing(expand_definitions(gradient, definitions), state))
-    poly = sp.Poly(masked, state)
-    if poly.degree() > 1:
+    poly = _gradient_poly(masked, state)
+    if poly is None or poly.degree() > 1:
         raise PcdslError(messages.NOT_QUADRATIC, diag_span(span), name=str(state), term=str(masked))
     curvature = sp.nsimplify(poly.coeff_monomial(state))
     if not (curvature.is_number and curvature.is_positive):
@@ -100,7 +115,7 @@ def derive_rule(state: sp.Symbol, domain, energy: sp.Expr, definitions: dict, co
     # expand only the intermediates that hold the bare state (its own prediction error), so the
     # state cancels and the rest keeps its names
     direct = {d: e for d, e in definitions.items() if state in _mask_ops_containing(e, state).free_symbols}
-    expanded = gradient.xreplace(direct) if direct else gradient
+    expanded = expand_definitions(gradient, direct)   # recursively: `h ~ 2*h + ...` nests them
     rest = sp.expand(expanded - curvature * state, deep=False, mul=True, multinomial=False, power_exp=False,
                      power_base=False, log=False)
     assert state not in _mask_ops_containing(rest, state).free_symbols, rest

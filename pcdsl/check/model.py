@@ -18,7 +18,7 @@ from ..ir.model import ModelIR, Term
 from ..parse.lower import diag_span
 from .algebra import AvgPool, CostGrad, HardSigmoid, MaxPool, Relu, Total, expand_definitions
 from .build import ExpressionBuilder, ParamInfo, Shape
-from .derive import UpdateRule, check_direct_use, derive_rule
+from .derive import UpdateRule, check_direct_use, derive_rule, is_quadratic
 from .schedule import colour_groups, feedforward_order, interaction_graph
 
 
@@ -87,7 +87,7 @@ def _check(ir: ModelIR) -> CheckedModel:
                          label_shape=builder.shapes[label.name], output=output.name,
                          output_shape=builder.shapes[output.name])
     if builder.shapes[output.name].rank != 1:
-        raise PcdslError(messages.RANK_MISMATCH, diag_span(output.span), op="the cost",
+        raise PcdslError(messages.RANK_MISMATCH, diag_span(output.span), op="cost",
                          expected="a vector of class scores [classes]", got=builder.shapes[output.name])
 
     definitions: dict[sp.Symbol, sp.Expr] = {}
@@ -105,7 +105,7 @@ def _check(ir: ModelIR) -> CheckedModel:
         else:
             energy, shape = builder.build(term.energy, term)
             if shape.rank != 0 or not energy.has(Total):
-                _fail_at(term, messages.NOT_SCALAR, name=term.name)
+                raise PcdslError(messages.NOT_SCALAR, diag_span(term.energy.span), name=term.name)
             info = TermInfo(term.name, None, energy, term.span.line)
         info.states = {s.name for s in expand_definitions(info.energy, definitions).free_symbols} & set(free)
         if not info.states:
@@ -127,10 +127,17 @@ def _check(ir: ModelIR) -> CheckedModel:
         for term, info in zip(ir.terms, terms):
             if var.name in info.states:
                 check_direct_use(info.energy, state, definitions, info.name, term.span)
-        span = next(t.span for t, i in zip(ir.terms, terms) if var.name in i.states)
-        rules[var.name] = derive_rule(state, var.domain, total_energy, definitions,
-                                      cost_grad if var.name == output.name else None,
-                                      own_activation.get(var.name), span)
+        touching = [(t, i) for t, i in zip(ir.terms, terms) if var.name in i.states]
+        try:
+            rules[var.name] = derive_rule(state, var.domain, total_energy, definitions,
+                                          cost_grad if var.name == output.name else None,
+                                          own_activation.get(var.name), touching[0][0].span)
+        except PcdslError as err:
+            if err.code == messages.NOT_QUADRATIC.code:  # point at the term that is not quadratic
+                culprit = next((t for t, i in touching if not is_quadratic(i.energy, state, definitions)), None)
+                if culprit is not None:
+                    err.span = diag_span(culprit.span)
+            raise
 
     graph = interaction_graph(free, [t.states for t in terms])
     input_name = ir.input.name

@@ -67,7 +67,7 @@ _set_option = click.option("--set", "set_items", multiple=True, metavar="KEY=VAL
 
 
 @main.command()
-@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.argument("model_file", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_set_option
 @reports_errors
@@ -81,7 +81,7 @@ def check(model_file, as_json, set_items):
 
 
 @main.command(name="compile")
-@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.argument("model_file", type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the module here (default: stdout).")
 @_set_option
 @reports_errors
@@ -109,7 +109,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 @main.command()
-@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.argument("model_file", type=click.Path())
 @click.option("--data", "data_spec", default="digits", show_default=True,
               help="digits | a folder of MNIST idx files | a folder with train/ and test/ (or val/) class folders.")
 @click.option("--epochs", type=int, help="Number of epochs (default: the model file's).")
@@ -161,7 +161,7 @@ def eval_command(path, data_spec, limit, as_json):
 
 
 @main.command()
-@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.argument("model_file", type=click.Path())
 @click.option("--beta", type=float, help="Nudging strength (default: the model file's).")
 @click.option("--steps", type=int, help="Relaxation iterations per phase (default: the model file's).")
 @click.option("--free-steps", type=int, help="Free-phase iterations (non-feedforward models).")
@@ -208,7 +208,7 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
 
 
 @main.command()
-@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.argument("model_file", type=click.Path())
 @click.option("--batch", type=int, default=None, help="Batch size (default: the model file's).")
 @click.option("--steps", type=int, help="Relaxation iterations per phase (default: the model file's).")
 @click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16"]), default="float32", show_default=True)

@@ -55,7 +55,8 @@ class PcdslError(Exception):
             where += f":{self.span.line}:{self.span.column}"
         lines = [f"{where}: error[{self.code}]: {self.text}"]
         if self.span is not None and self.source is not None:
-            source_lines = self.source.splitlines()
+            # the parser counts lines at "\n" only; str.splitlines also breaks at \f, \r, \u2028, ...
+            source_lines = [line.removesuffix("\r") for line in self.source.split("\n")]
             if 1 <= self.span.line <= len(source_lines):
                 text = source_lines[self.span.line - 1].expandtabs(1)
                 width = 1
@@ -77,5 +78,21 @@ class PcdslError(Exception):
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:
     """A hint naming the closest candidate, or None when nothing is close."""
-    match = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    pool = sorted(set(candidates))
+    match = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    if not match:
+        # short names fall below difflib's ratio for a single typo (`h3` vs `h1`: 0.5), and case
+        # counts fully there (`s` vs `S`): accept one edit, or a difference in case only
+        match = [c for c in pool if c.lower() == name.lower()] or \
+            ([c for c in pool if _one_edit(name, c)] if len(name) >= 2 else [])
     return f"did you mean `{match[0]}`?" if match else None
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether a and b differ by one substitution, insertion or deletion."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b)) == 1
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))

@@ -2,7 +2,8 @@
 # Every user-facing compiler message, with its code, in one place.
 #
 # A code is stable once released: tests assert codes, and docs/errors.md lists every entry of
-# this table (tests/test_docs.py checks that the two agree). Messages are str.format templates.
+# this table (tests/compiler/test_error_docs.py checks that the two agree). Messages are
+# str.format templates.
 # Codes are grouped by pipeline stage: E0xx reading/syntax, E1xx names and declarations,
 # E2xx shapes, E3xx energies and update rules, E4xx the train block, E5xx command-line overrides.
 # ---------------------------------------------------------------------------------------------
@@ -74,17 +75,19 @@ NOT_A_FREE_STATE = _m("E114", "`{name}` is {role}, not a free state: it cannot b
 BAD_COST = _m("E115", "{problem}",
               "The cost must read the output state and the label: `cost KIND(output, label)` with KIND "
               "one of squared_error, cross_entropy.")
-BAD_DOMAIN = _m("E116", "empty domain: lower bound {low} is not below upper bound {high}",
-                "`in [a, b]` needs a < b.")
+BAD_DOMAIN = _m("E116", "{problem}",
+                "A domain's bounds must be finite numbers, and `in [a, b]` needs a < b.")
 BAD_SIZE = _m("E117", "{problem}",
               "A shape dimension must be a positive integer expression of declared sizes "
               "(numbers, sizes, + - * / and parentheses).")
 BIAS_SHAPE = _m("E118", "cannot infer the shape of `bias` here",
                 "A `bias` takes the shape of what it is added to or multiplied with; used alone, or "
                 "next to a number only, it has none.")
-DUPLICATE_PARAMETER = _m("E119", "parameter `{name}` is created twice in this term",
-                         "Parameters are named after their term and source (`h2_w_h1`, `h2_b`); two "
-                         "weighted operators in one term that read the same source would share a name.")
+DUPLICATE_PARAMETER = _m("E119", "parameter `{name}` is already created by another term",
+                         "Parameters are named after their term and source (`h2_w_h1`, `h2_b`); when "
+                         "names of states and inputs combine to the same parameter name in two terms "
+                         "(the weight `h_w_b` of `h` reading `b`, the bias `h_w_b` of a state `h_w`), "
+                         "rename one of them.")
 LABEL_MISUSE = _m("E120", "the label `{name}` may only appear in the cost",
                   "Energy terms cannot read the label: only the cost does.")
 OUTPUT_IS_STATE = _m("E121", "`{name}` is {role}; the {what} must be {expected}",

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # learning algorithm: equilibrium propagation, or the backprop baseline on the same network
     algorithm: Literal["ep", "bp"] = "ep"
@@ -64,4 +64,7 @@ class TrainConfig(BaseModel):
             raise ValueError("every `std` entry must be > 0")
         if self.min_lr > self.lr:
             raise ValueError("min_lr must not exceed lr")
+        bad_gains = [name for name, gain in self.init_gains.items() if not gain > 0]
+        if bad_gains:
+            raise ValueError(f"init gains must be > 0 (got {', '.join(f'{n}={self.init_gains[n]}' for n in bad_gains)})")
         return self

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -166,13 +167,18 @@ class Lowerer:
         shape = [self._dim(d) for d in shape_tree.children]
         domain = Domain()
         for child in item.children:
-            if isinstance(child, lark.Tree) and child.data == "lower_bound":
-                domain = Domain(low=float(child.children[0].children[0]))
-            elif isinstance(child, lark.Tree) and child.data == "box":
-                low, high = (float(c.children[0]) for c in child.children)
-                if not low < high:
-                    fail(messages.BAD_DOMAIN, child.meta, low=low, high=high)
-                domain = Domain(low=low, high=high)
+            if isinstance(child, lark.Tree) and child.data in ("lower_bound", "box"):
+                bounds = [float(c.children[0]) for c in child.children]
+                if not all(math.isfinite(b) for b in bounds):
+                    fail(messages.BAD_DOMAIN, child.meta, problem="a domain bound must be a finite number")
+                if child.data == "lower_bound":
+                    domain = Domain(low=bounds[0])
+                else:
+                    low, high = bounds
+                    if not low < high:
+                        fail(messages.BAD_DOMAIN, child.meta,
+                             problem=f"empty domain: lower bound {low:g} is not below upper bound {high:g}")
+                    domain = Domain(low=low, high=high)
         return Variable(name=str(token), role=role, shape=shape, domain=domain, span=to_span(token))
 
     def _dim(self, tree):
@@ -187,7 +193,7 @@ class Lowerer:
         if isinstance(expr, Ref):
             if self.declared[expr.name][0] != "size":
                 fail(messages.BAD_SIZE, expr.span,
-                     problem=f"`{expr.name}` is a {self.declared[expr.name][0]}, not a size")
+                     problem=f"`{expr.name}` is {_a(self.declared[expr.name][0])}, not a size")
             return
         if isinstance(expr, Binary):
             self._require_size_expr(expr.left)
@@ -235,7 +241,7 @@ class Lowerer:
                 fail(messages.UNKNOWN_NAME, token, name=name, hint=did_you_mean(name, self._names(expected)))
             role = self.declared[name][0]
             if role != expected:
-                fail(messages.OUTPUT_IS_STATE, token, name=name, role=f"a {role}",
+                fail(messages.OUTPUT_IS_STATE, token, name=name, role=_a(role),
                      what=f"{'first' if expected == 'output' else 'second'} argument of the cost",
                      expected=f"the {expected}")
         return Cost(kind=str(kind), output=str(output), label=str(label), span=to_span(item.meta))
@@ -323,13 +329,15 @@ class Lowerer:
             return result
         if name in ("maxpool", "avgpool", "dense", "conv"):
             size_arg = args.pop(1)
-            self._require_option(size_arg, name, "the window size" if "pool" in name else "the output size")
+            self._require_option(size_arg, name, "option `k`" if "pool" in name else "option `size`")
             options["k" if "pool" in name else "size"] = size_arg
         for key, default in option_defaults.items():
             if key not in options and default is not None:
                 options[key] = Number(value=float(default), span=span)
         param = None
         if name in WEIGHTED:
+            if scope is None:  # a shape dimension: no term to own a weight
+                fail(messages.BAD_SIZE, span, problem="a shape dimension may only use numbers, sizes and + - * /")
             source = _first_ref(args[0], self.declared)
             param = scope.new(f"{scope.owner}_w_{source}" if source else f"{scope.owner}_w", span)
         return Call(op=name, args=args, options=options, param=param, span=span)
@@ -342,19 +350,22 @@ class Lowerer:
         self._require_option(value, op, f"option `{key}`")
         return value
 
-    def _require_option(self, expr, op, what):
-        """Operator sizes and options are integer expressions of numbers and sizes."""
+    def _require_option(self, expr, op, what, top=True):
+        """Operator sizes and options are integer expressions of numbers and sizes; a plain number
+        must be positive (non-negative for `pad`)."""
         if isinstance(expr, Number):
-            if expr.value != int(expr.value) or expr.value < 0:
+            minimum = 0 if what == "option `pad`" or not top else 1
+            if not float(expr.value).is_integer() or expr.value < minimum:
                 fail(messages.BAD_OPTION_VALUE, expr.span, key=what.removeprefix("option ").strip("`"),
-                     name=op, expected="a non-negative integer", got=_fmt(expr.value))
+                     name=op, expected="a positive integer" if minimum else "a non-negative integer",
+                     got=_fmt(expr.value))
             return
         if isinstance(expr, Ref) and self.declared[expr.name][0] == "size":
             return
         if isinstance(expr, (Binary, Neg)):
             children = (expr.left, expr.right) if isinstance(expr, Binary) else (expr.operand,)
             for child in children:
-                self._require_option(child, op, what)
+                self._require_option(child, op, what, top=False)
             return
         fail(messages.BAD_OPTION_VALUE, expr.span, key=what.removeprefix("option ").strip("`"), name=op,
              expected="an integer (a number or a size)", got="a tensor expression")
@@ -395,5 +406,9 @@ def _first_ref(expr, declared) -> Optional[str]:
     return None
 
 
+def _a(role: str) -> str:
+    return f"an {role}" if role[0] in "aeiou" else f"a {role}"
+
+
 def _fmt(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
+    return str(int(value)) if float(value).is_integer() else repr(value)

@@ -10,7 +10,7 @@ from pathlib import Path
 import lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
-from ..diagnostics import PcdslError, Span, messages
+from ..diagnostics import PcdslError, Span, did_you_mean, messages
 
 GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammars" / "pcdsl.lark"
 
@@ -19,9 +19,11 @@ _TOKEN_WORDS = {
     "NAME": "a name", "INT": "an integer", "NUMBER": "a number", "SIGNED_NUMBER": "a number",
     "STRING": "a string", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`",
     "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "TILDE": "`~`",
-    "PLUS": "`+`", "MINUS": "`-`", "STAR": "`*`", "SLASH": "`/`", "__ANON_0": "`>=`",
-    "MORETHAN": "`>`", "$END": "end of file",
+    "PLUS": "`+`", "MINUS": "`-`", "STAR": "`*`", "SLASH": "`/`", "MORETHAN": "`>`",
+    "$END": "end of file",
 }
+# The statement keywords, for the hint when a statement starts with an unknown word.
+_KEYWORDS = ("cost", "def", "energy", "input", "label", "output", "size", "state")
 
 
 @lru_cache(maxsize=1)
@@ -35,11 +37,16 @@ def _describe(token_type: str) -> str:
         return _TOKEN_WORDS[token_type]
     if token_type.isupper() and token_type.isalpha():
         return f"`{token_type.lower()}`"          # keywords: MODEL -> `model`
-    return f"`{token_type}`"
+    try:                                          # anonymous tokens (`>=`, `**`): their text
+        pattern = _parser().get_terminal(token_type).pattern
+    except KeyError:
+        return f"`{token_type}`"
+    return f"`{pattern.value}`" if isinstance(pattern, lark.lexer.PatternStr) else f"`{token_type}`"
 
 
 def _expected(tokens) -> str:
-    words = sorted({_describe(t) for t in tokens})
+    # closing brackets first: after a truncation, "expected `}`" is the one that matters most
+    words = sorted({_describe(t) for t in tokens}, key=lambda w: (w not in ("`}`", "`)`", "`]`"), w))
     if len(words) > 8:
         words = words[:8] + ["..."]
     return ", ".join(words) if words else "nothing"
@@ -55,9 +62,22 @@ def parse_text(text: str) -> lark.Tree:
     except UnexpectedToken as err:
         token = err.token
         if token.type == "$END":
-            line, column = _end_position(text)
+            # lark places $END on the last token: point just after it, not after trailing comments
+            if token.end_line is not None and token.end_column is not None:
+                line, column = token.end_line, token.end_column
+            else:
+                line, column = _end_position(text)
             raise PcdslError(messages.UNEXPECTED_END, Span.point(line, column),
                              expected=_expected(err.expected))
+        previous = (err.token_history or [None])[-1]
+        if set(err.expected) == {"TILDE"} and previous is not None and previous.type == "NAME":
+            # `stat h : [3]` or a stray word: the parser took the name for the start of `NAME ~`,
+            # but the mistake is the name itself
+            raise PcdslError(messages.UNEXPECTED_TOKEN, Span(previous.line, previous.column,
+                                                             previous.end_line, previous.end_column),
+                             hint=did_you_mean(str(previous), _KEYWORDS) or
+                             "a statement starts with a keyword (" + ", ".join(_KEYWORDS) + ") or `NAME ~`",
+                             found=f"`{previous}`", expected="a statement keyword or `NAME ~ ...`")
         found = f"`{token.value}`" if token.value else _describe(token.type)
         span = Span(token.line, token.column, token.end_line or token.line,
                     token.end_column or token.column + 1)
@@ -73,5 +93,7 @@ def parse_text(text: str) -> lark.Tree:
 
 
 def _end_position(text: str) -> tuple[int, int]:
-    lines = text.splitlines() or [""]
-    return len(lines), len(lines[-1]) + 1
+    lines = text.split("\n")          # as the parser counts lines: at "\n" only
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()
+    return len(lines), len(lines[-1].removesuffix("\r")) + 1

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Optional
 
 import lark
@@ -76,7 +77,7 @@ def lower_train_block(train: Optional[lark.Tree], overrides: dict[str, Any], var
         if setting.data == "setting_value":
             if name not in VALUE_SETTINGS:
                 raise PcdslError(messages.UNKNOWN_SETTING, diag_span(_span(name_token)), name=name,
-                                 hint=did_you_mean(name, ALL_SETTINGS) or _call_hint(name))
+                                 hint=_call_hint(name) or did_you_mean(name, ALL_SETTINGS))
             put(name, _checked_value(setting.children[1], name), setting.meta)
             continue
         arguments = [a for a in setting.children[1:] if a is not None]
@@ -104,22 +105,39 @@ def lower_train_block(train: Optional[lark.Tree], overrides: dict[str, Any], var
     if gains:
         values["init_gains"] = gains
 
+    from_command_line = set()
     for key, value in overrides.items():
         if key.startswith("init_gain."):
-            values.setdefault("init_gains", {})[key.split(".", 1)[1]] = value
+            state = key.split(".", 1)[1]
+            if state not in variable_names:
+                raise PcdslError(messages.BAD_OVERRIDE, problem=f"unknown state `{state}` in --set {key}",
+                                 hint=did_you_mean(state, variable_names))
+            values.setdefault("init_gains", {})[state] = value
+            from_command_line.add("init_gains")
         elif key in TrainConfig.model_fields:
             values[key] = value
             spans.pop(key, None)
+            from_command_line.add(key)
     try:
         return TrainConfig(**values), spans
     except ValidationError as err:
         first = err.errors()[0]
-        key = str(first["loc"][0]) if first["loc"] else ""
-        where = spans.get(key) or (train and _span(train.meta))
         problem = first["msg"].removeprefix("Value error, ")
+        if first["loc"]:
+            key = str(first["loc"][0])
+        else:
+            # a rule across keys (nesterov needs momentum, mean needs std, ...): blame a key the
+            # message names, preferring one given with --set, then one set in the file
+            named = [w for w in re.findall(r"[a-z_]+", problem) if w in values]
+            key = next((w for w in named if w in from_command_line),
+                       next((w for w in named if w in spans), named[0] if named else ""))
+        if key in from_command_line:
+            given = "init_gain.STATE" if key == "init_gains" else key
+            raise PcdslError(messages.BAD_SETTING_VALUE, key=key, problem=problem,
+                             hint=f"the value came from --set {given}=...")
+        where = spans.get(key) or (train and _span(train.meta))
         raise PcdslError(messages.BAD_SETTING_VALUE, diag_span(where) if where else None,
-                         key=key or "train", problem=problem,
-                         hint=None if where or not key else "the value came from --set")
+                         key=key or "train", problem=problem)
 
 
 def _checked_value(tree, key):
@@ -131,8 +149,9 @@ def _checked_value(tree, key):
 
 
 def _call_hint(name: str) -> Optional[str]:
-    if name in CALL_SETTINGS:
-        return f"`{name}` takes arguments: {name}(...)"
+    """A known call setting written as `name value`: say how it is written."""
+    if name in CALL_SETTINGS or name == "init_gain":
+        return f"`{name}` takes arguments: {name}(key=value, ...)"
     return None
 
 
@@ -145,11 +164,14 @@ def parse_overrides(items: list[str], size_names: set[str]) -> dict[str, Any]:
         if "=" not in item:
             raise PcdslError(messages.BAD_OVERRIDE, problem=f"--set expects key=value, got `{item}`")
         key, text = (part.strip() for part in item.split("=", 1))
+        if not key:
+            raise PcdslError(messages.BAD_OVERRIDE, problem=f"--set expects key=value, got `{item}`")
         if key not in known and not key.startswith("init_gain."):
             raise PcdslError(messages.BAD_OVERRIDE, problem=f"unknown key `{key}` in --set",
                              hint=did_you_mean(key, known) or "keys: " + ", ".join(sorted(known)))
         result[key] = _parse_scalar(text)
-        if key in size_names and not (isinstance(result[key], int) and result[key] > 0):
+        value = result[key]
+        if key in size_names and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             raise PcdslError(messages.BAD_OVERRIDE, problem=f"size `{key}` must be a positive integer, got `{text}`")
     return result
 
