@@ -180,7 +180,8 @@ class _ModuleWriter:
             self.w.line(f"# Sizes: {sizes}")
         self.w.line(f'"""{self.ir.name}: compiled from {self.file_name} by pcdsl.')
         self.w.line()
-        self.w.line("Energy  E = " + " + ".join(self.term_formula(t) for t in self.m.terms))
+        for index, term in enumerate(self.m.terms):
+            self.w.line(("Energy  E = " if index == 0 else "          + ") + self.term_formula(term))
         self.w.line(f"Cost    C = {self.ir.cost.kind}({self.ir.cost.output}, {self.ir.cost.label})")
         if self.m.definitions:
             self.w.line("where")
@@ -214,13 +215,17 @@ class _ModuleWriter:
         self.w.line(f'SOURCE = "{self.file_name}"')
         self.w.line(f'SOURCE_SHA256 = "{ir.source_sha256}"')
         self.w.line(f"INPUT_SHAPE = {tuple(shape)}")
-        self.w.line(f"STATES = {tuple(self.m.states)}")
-        self.w.line(f"STATE_SHAPES = {{{', '.join(repr(s) + ': ' + repr(tuple(self.m.shapes[s].value)) for s in self.m.states)}}}")
+        self.w.line(f"STATES = {_names(self.m.states)}")
+        self.w.line("STATE_SHAPES = {")
+        with self.w.indent():
+            for state in self.m.states:
+                self.w.line(f'"{state}": {tuple(self.m.shapes[state].value)},')
+        self.w.line("}")
         self.w.line(f'OUTPUT = "{output}"')
         self.w.line(f"NUM_CLASSES = {self.m.shapes[output].value[0]}")
         self.w.line(f'COST = "{ir.cost.kind}"')
         self.w.line(f"FEEDFORWARD = {bool(self.m.feedforward)}")
-        self.w.line(f"UPDATE_GROUPS = {tuple(tuple(g) for g in self.m.groups)}")
+        self.w.line(f"UPDATE_GROUPS = ({', '.join(_names(g) for g in self.m.groups)}{',' if len(self.m.groups) == 1 else ''})")
         self.w.line(f"FREE_STEPS = {ir.train.free_steps}")
         self.w.line()
 
@@ -228,11 +233,12 @@ class _ModuleWriter:
         self.w.line("def __init__(self):")
         with self.w.indent():
             self.w.line("super().__init__()")
-            last_line = None
+            term_lines = {t.name: t.line for t in self.m.terms}
+            last_owner = None
             for param in self.m.params.values():
-                if param.line != last_line:
-                    self.w.line(f"# {self.src(param.line)}")
-                    last_line = param.line
+                if param.owner != last_owner:
+                    self.w.line(f"# {self.src(term_lines[param.owner])}")
+                    last_owner = param.owner
                 dims = ", ".join(str(d) for d in param.shape)
                 self.w.line(f"self.{param.name} = torch.nn.Parameter(torch.empty({dims}))")
             self.w.line("self.reset_parameters()")
@@ -491,6 +497,12 @@ def _nudged_param_grads(self, x, free, label, beta, steps, mod, synchronous, fre
                 f"the relaxation at beta={beta:g} diverged: energy {float(energy):.3g} after {steps} steps "
                 f"(bound {bound:.3g})")
     return grads'''
+
+
+def _names(names) -> str:
+    """A tuple of names as Python source, in double quotes like the rest of the module."""
+    quoted = ", ".join(f'"{n}"' for n in names)
+    return f"({quoted},)" if len(names) == 1 else f"({quoted})"
 
 
 def _own_activation(model: CheckedModel, state: str):

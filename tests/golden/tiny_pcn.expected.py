@@ -2,7 +2,9 @@
 # Sizes: S=8
 """tiny_pcn: compiled from tiny_pcn.pc by pcdsl.
 
-Energy  E = 1/2 |h1 - relu(a_h1)|^2 + 1/2 |h2 - relu(a_h2)|^2 + 1/2 |o - a_o|^2
+Energy  E = 1/2 |h1 - relu(a_h1)|^2
+          + 1/2 |h2 - relu(a_h2)|^2
+          + 1/2 |o - a_o|^2
 Cost    C = cross_entropy(o, y)
 where
     z_h1 = h1_b + h1_w_x·x
@@ -49,13 +51,17 @@ class Model(torch.nn.Module):
     SOURCE = "tiny_pcn.pc"
     SOURCE_SHA256 = "48724cf038457285f105d478640cce0fc928b35e43a9d5ecf82999b834de8d60"
     INPUT_SHAPE = (1, 8, 8)
-    STATES = ('h1', 'h2', 'o')
-    STATE_SHAPES = {'h1': (2, 4, 4), 'h2': (4,), 'o': (3,)}
+    STATES = ("h1", "h2", "o")
+    STATE_SHAPES = {
+        "h1": (2, 4, 4),
+        "h2": (4,),
+        "o": (3,),
+    }
     OUTPUT = "o"
     NUM_CLASSES = 3
     COST = "cross_entropy"
     FEEDFORWARD = True
-    UPDATE_GROUPS = (('h2',), ('h1', 'o'))
+    UPDATE_GROUPS = (("h2",), ("h1", "o"))
     FREE_STEPS = 50
 
     def __init__(self):
