@@ -39,6 +39,8 @@ class TrainConfig(BaseModel):
     eval_batch: int = Field(256, ge=1)
     epochs: int = Field(10, ge=1)
     seed: int = 0
+    keep_checkpoints: int = Field(0, ge=0, description="keep only the newest N epoch checkpoints "
+                                  "(0: keep all; last.pt always stays)")
 
     # initialisation: U(-c, c), c = gain * sqrt(1 / fan); per-state gains override `init_gain`
     init_gain: float = Field(1.0, gt=0)

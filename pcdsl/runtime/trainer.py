@@ -51,7 +51,7 @@ CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 # Keys a resumed run may change: neither affects the weights a completed epoch produces.
 # (`epochs` moves the stopping point; the schedule keeps the horizon the run started with.)
-RESUME_MAY_CHANGE = frozenset({"epochs", "eval_batch"})
+RESUME_MAY_CHANGE = frozenset({"epochs", "eval_batch", "keep_checkpoints"})
 
 
 class RunError(Exception):
@@ -227,6 +227,13 @@ def _train_epoch(model, optimizer, schedule, config: TrainConfig, data: "DataSpl
             "train_seconds": train_seconds, "train_examples_per_s": seen / train_seconds}
 
 
+def _prune_checkpoints(run: "RunDir", epoch: int, keep: int) -> None:
+    """Keep the newest `keep` epoch checkpoints (last.pt is a separate copy and always stays):
+    a VGG10 checkpoint with its momentum buffers is about half a gigabyte."""
+    for old in range(1, epoch - keep + 1):
+        run.epoch_checkpoint(old).unlink(missing_ok=True)
+
+
 def _epoch_summary(record: dict, last_epoch: int) -> str:
     text = (f"epoch {record['epoch']}/{last_epoch}  train loss {record['train_loss']:.4f} "
             f"acc {100 * record['train_acc']:.2f}%  test loss {record['test_loss']:.4f} "
@@ -354,6 +361,8 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
             save_checkpoint(run.epoch_checkpoint(epoch), payload)
             copy_checkpoint(run.epoch_checkpoint(epoch), run.last)
             append_metrics(run.metrics_file, record)
+            if config.keep_checkpoints:
+                _prune_checkpoints(run, epoch, config.keep_checkpoints)
             log(_epoch_summary(record, last_epoch))
     except KeyboardInterrupt:
         saved = history[-1]["epoch"] if history else 0

@@ -143,3 +143,11 @@ def test_bench_reports_side_by_side_ratio():
     assert set(report["times"]) == {"free_phase", "ep_step", "bp_step"}
     assert report["ep_over_bp"] > 0
     assert report["cost_model_ep_over_bp"] == (4 * 4 + 3) / 3   # K = 4 in mlp_digits.pc
+
+
+def test_keep_checkpoints_prunes_old_epochs_but_keeps_last(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", MODELS / "mlp_digits.pc", "--epochs", "3", "--limit", "64", "--out", out,
+                 "--set", "keep_checkpoints=1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_003.pt", "last.pt"]
