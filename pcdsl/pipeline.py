@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from .check import CheckedModel, check_model
 from .codegen import GENERATORS
-from .diagnostics import PcdslError
+from .diagnostics import PcdslError, messages
 from .ir.model import ModelIR
 from .parse import lower_text, read_model_file
 from .parse.train_block import parse_overrides
@@ -32,17 +32,26 @@ def size_names(text: str) -> set[str]:
 
 
 def check_text(text: str, file: str, overrides: Optional[dict[str, Any]] = None) -> CheckedModel:
-    ir = lower_text(text, file, overrides)
-    try:
-        return check_model(ir)
-    except PcdslError as err:
-        raise err.located(file, text)
+    return _compile(text, file, overrides, None).checked
 
 
 def compile_text(text: str, file: str, overrides: Optional[dict[str, Any]] = None,
                  target: str = "torch") -> Compiled:
-    checked = check_text(text, file, overrides)
-    return Compiled(text, checked.ir, checked, GENERATORS[target].generate(checked))
+    return _compile(text, file, overrides, target)
+
+
+def _compile(text: str, file: str, overrides, target: Optional[str]) -> Compiled:
+    try:
+        ir = lower_text(text, file, overrides)
+        checked = check_model(ir)
+        source = GENERATORS[target].generate(checked) if target else ""
+    except PcdslError as err:
+        raise err.located(file, text)
+    except RecursionError:
+        # every stage walks expressions recursively; report the limit instead of crashing
+        raise PcdslError(messages.TOO_DEEP, hint="split the expression with macros or intermediate states"
+                         ).located(file, text)
+    return Compiled(text, ir, checked, source)
 
 
 def compile_file(path: str | Path, set_items: Optional[list[str]] = None, target: str = "torch") -> Compiled:

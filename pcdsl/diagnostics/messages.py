@@ -37,6 +37,9 @@ UNEXPECTED_TOKEN = _m("E003", "unexpected {found}; expected {expected}",
                       "what could stand there.")
 UNEXPECTED_END = _m("E004", "unexpected end of file; expected {expected}",
                     "The file ends inside a block or statement, often a missing `}` or `)`.")
+TOO_DEEP = _m("E005", "an expression is nested too deeply to compile",
+              "The compiler walks expressions recursively; thousands of nested operators (for example "
+              "a sum of thousands of terms written out) exceed Python's recursion limit.")
 
 # -- E1xx: names and declarations -------------------------------------------------------------
 UNKNOWN_NAME = _m("E101", "unknown name `{name}`",

@@ -62,4 +62,5 @@ def test_examples_still_produce_their_code(code):
 
 def test_every_code_that_a_model_file_can_trigger_has_an_example():
     without = {code for code, section in SECTIONS.items() if "```pc\n" not in section}
-    assert without == {"E001", "E501"}   # an unreadable file and a command-line override
+    # an unreadable file, an expression thousands of operators deep, a command-line override
+    assert without == {"E001", "E005", "E501"}

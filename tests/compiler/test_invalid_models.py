@@ -25,8 +25,8 @@ def test_there_are_enough_invalid_models():
 
 
 def test_every_code_has_an_invalid_model():
-    # E001 is tested below with files made at test time, E501 in test_overrides.py
-    covered = {c.code for c in CASES} | {"E001", "E501"}
+    # E001 and E005 are tested below with text made at test time, E501 in test_overrides.py
+    covered = {c.code for c in CASES} | {"E001", "E005", "E501"}
     assert covered == set(messages.MESSAGES)
 
 
@@ -125,3 +125,14 @@ def test_source_line_is_found_past_form_feeds_and_crlf():
     assert header.startswith("crlf.pc:4:26: error[E101]")
     assert source == "      output o : [2] ~ dense(q, 2)"
     assert caret.index("^") == 4 + 26 - 1
+
+
+def test_expression_nested_too_deeply():
+    from pcdsl.diagnostics import PcdslError
+    from pcdsl.pipeline import compile_text
+    text = ("model deep {\n  input x : [3]\n  state h : [3] ~ " + " + ".join(["x"] * 3000)
+            + "\n  output o : [2] ~ dense(h, 2)\n  label y : [2]\n  cost cross_entropy(o, y)\n}\n")
+    with pytest.raises(PcdslError) as info:
+        compile_text(text, "deep.pc")
+    assert info.value.code == "E005"
+    assert "Traceback" not in info.value.render()
