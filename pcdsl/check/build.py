@@ -8,14 +8,14 @@
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import sympy as sp
 
 from ..diagnostics import PcdslError, messages
 from ..ir.model import Bias, Binary, Call, ModelIR, Neg, Number, Ref, SourceSpan, Term
-from ..parse.lower import diag_span
+from ..parse.spans import diag_span
 from .algebra import AvgPool, Flatten, HardSigmoid, Linear, MaxPool, Relu, Total
 
 

@@ -21,8 +21,8 @@ from typing import Optional
 import sympy as sp
 
 from ..diagnostics import PcdslError, messages
-from ..parse.lower import diag_span
-from .algebra import (AvgPool, Clamp, CostGrad, Flatten, HardSigmoid, Linear, MaxPool, Relu, TensorOp,
+from ..parse.spans import diag_span
+from .algebra import (AvgPool, Clamp, Flatten, HardSigmoid, Linear, MaxPool, Relu, TensorOp,
                       energy_gradient, expand_definitions)
 
 BETA = sp.Symbol("beta")

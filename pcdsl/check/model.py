@@ -15,7 +15,7 @@ import sympy as sp
 
 from ..diagnostics import PcdslError, messages
 from ..ir.model import ModelIR, Term
-from ..parse.lower import diag_span
+from ..parse.spans import diag_span
 from .algebra import AvgPool, CostGrad, HardSigmoid, MaxPool, Relu, Total, expand_definitions
 from .build import ExpressionBuilder, ParamInfo, Shape
 from .derive import UpdateRule, check_direct_use, derive_rule, is_quadratic
@@ -69,16 +69,8 @@ def _fail_at(term: Term, message, **fields):
 
 
 def check_model(ir: ModelIR) -> CheckedModel:
-    try:
-        return _check(ir)
-    except PcdslError as err:
-        raise err
-
-
-def _check(ir: ModelIR) -> CheckedModel:
     builder = ExpressionBuilder(ir)
     free = [v.name for v in ir.free_states]
-    free_symbols = {builder.symbols[s] for s in free}
 
     cost = ir.cost
     output, label = ir.variable(cost.output), ir.variable(cost.label)

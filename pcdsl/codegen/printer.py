@@ -13,8 +13,8 @@ import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..check.algebra import (AvgPool, AvgPoolT, BoxMask, Clamp, CostGrad, Flatten, HardSigmoid, Linear,
-                             LinearT, MaxPool, MaxUnpool, Relu, Step, Total, Unflatten)
+from ..check.algebra import (Linear,
+                             LinearT)
 from ..check.model import CheckedModel
 
 

@@ -8,7 +8,6 @@
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
-import math
 import os
 from typing import Iterable, Optional
 
@@ -18,6 +17,7 @@ from .. import __version__
 from ..check.algebra import AvgPoolT, CostGrad, LinearT, MaxUnpool, Unflatten, expand_definitions
 from ..check.derive import BETA
 from ..check.model import CheckedModel
+from .notation import plain
 from .printer import TorchPrinter
 
 INDENT = "    "
@@ -270,9 +270,7 @@ class _ModuleWriter:
         with self.w.indent():
             if self.m.feedforward:
                 self.w.line('"""Free phase: the feedforward pass, the zero-energy equilibrium (`steps` is unused)."""')
-                self.w.line(f"{self.ir.input.name} = x" if self.ir.input.name != "x" else "")
-                if self.ir.input.name == "x":
-                    self.w.lines.pop()
+                self.bind_input()
                 for state in self.m.feedforward:
                     term = next(t for t in self.m.terms if t.target == state)
                     self.emit_definitions([term.prediction])
@@ -392,7 +390,7 @@ class _ModuleWriter:
             self.unpack_states(self.states_used(exprs_named + [self.m.cost_grad] * bool(nudge)))
             self.emit_definitions(exprs_named, carried=set(carried_in))
             for state, symbol in nudge.items():
-                self.w.line(f"# the cost's pull on the output, at its current value")
+                self.w.line("# the cost's pull on the output, at its current value")
                 self.w.line(f"{symbol.name} = beta * self.cost_grad({state}, label) if beta else 0.0")
             for rule, expr in zip(rules, exprs_named):
                 mod_node = _own_activation(self.m, rule.state) if rule.mod_update is not None else None
@@ -524,7 +522,6 @@ def _init_of(model: CheckedModel, param) -> tuple[int, float]:
 
 def _plain(expr: sp.Expr) -> str:
     """Short math-like rendering for comments and `pcdsl check`."""
-    from .notation import plain
     return plain(expr)
 
 

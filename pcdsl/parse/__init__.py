@@ -15,7 +15,7 @@ def read_model_file(path: str | Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PcdslError(messages.FILE_UNREADABLE, reason=f"no such file").located(str(path), None)
+        raise PcdslError(messages.FILE_UNREADABLE, reason="no such file").located(str(path), None)
     except IsADirectoryError:
         raise PcdslError(messages.FILE_UNREADABLE, reason="it is a folder").located(str(path), None)
     except UnicodeDecodeError:

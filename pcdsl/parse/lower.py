@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import lark
-from pydantic import ValidationError
 
-from ..diagnostics import PcdslError, Span, did_you_mean, messages
+from ..diagnostics import did_you_mean, messages
+from .spans import fail, to_span
+from .train_block import lower_train_block
 from ..ir.config import TrainConfig
 from ..ir.model import (Bias, Binary, Call, Cost, Domain, ModelIR, Neg, Number, Ref, Size,
                         SourceSpan, Term, Variable)
@@ -41,20 +42,6 @@ WEIGHTED = {"dense", "conv"}
 COSTS = ("squared_error", "cross_entropy")
 RESERVED = set(OPERATORS) | {"bias", "model", "state", "input", "output", "label", "size",
                              "def", "energy", "cost", "train", "in", "true", "false"}
-
-
-def to_span(meta_or_token) -> SourceSpan:
-    return SourceSpan(line=meta_or_token.line, column=meta_or_token.column,
-                      end_line=meta_or_token.end_line, end_column=meta_or_token.end_column)
-
-
-def diag_span(span: SourceSpan) -> Span:
-    return Span(span.line, span.column, span.end_line, span.end_column)
-
-
-def fail(message, where, hint=None, **fields):
-    span = where if isinstance(where, SourceSpan) else to_span(where)
-    raise PcdslError(message, diag_span(span), hint=hint, **fields)
 
 
 @dataclass
@@ -384,8 +371,7 @@ class Lowerer:
 
     # ------------------------------------------------------------------ train block
     def _train(self, train, overrides, variable_names) -> tuple[TrainConfig, dict[str, SourceSpan]]:
-        from .train_block import lower_train_block
-        return lower_train_block(train, overrides, variable_names, self)
+        return lower_train_block(train, overrides, variable_names)
 
 
 def _first_ref(expr, declared) -> Optional[str]:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ..diagnostics import PcdslError, did_you_mean, messages
 from ..ir.config import TrainConfig
 from ..ir.model import SourceSpan
+from .spans import diag_span
 
 # setting name -> (keys it sets unconditionally, {argument: config key})
 CALL_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
@@ -58,9 +59,8 @@ def _value(tree) -> Any:
     raise ValueError("a number, true/false, a word or a list")
 
 
-def lower_train_block(train: Optional[lark.Tree], overrides: dict[str, Any], variable_names: set[str],
-                      lowerer) -> tuple[TrainConfig, dict[str, SourceSpan]]:
-    from .lower import diag_span
+def lower_train_block(train: Optional[lark.Tree], overrides: dict[str, Any],
+                      variable_names: set[str]) -> tuple[TrainConfig, dict[str, SourceSpan]]:
     values: dict[str, Any] = {}
     spans: dict[str, SourceSpan] = {}
     gains: dict[str, float] = {}
@@ -144,7 +144,6 @@ def _checked_value(tree, key):
     try:
         return _value(tree)
     except ValueError as err:
-        from .lower import diag_span
         raise PcdslError(messages.BAD_SETTING_VALUE, diag_span(_span(tree.meta)), key=key, problem=str(err))
 
 
