@@ -132,7 +132,7 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
         items.append(f"epochs={epochs}")
     compiled = compile_file(model_file, items)
     config = compiled.ir.train
-    out = Path(out_dir) if out_dir else Path("runs") / f"{compiled.ir.name}-{config.algorithm}"
+    out = Path(out_dir) if out_dir else _default_run_dir(f"{compiled.ir.name}-{config.algorithm}", resume)
     data = load_data(data_spec, tuple(compiled.checked.shapes[compiled.ir.input.name].value),
                      pad=config.pad, crop_pad=config.crop_pad, hflip=config.hflip, mean=config.mean,
                      std=config.std, limit_train=limit, limit_test=limit, workers=workers)
@@ -142,6 +142,22 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
                         f"`{compiled.ir.cost.output}` has {num_classes}")
     run_training(compiled.source, compiled.text, Path(model_file).name, config, data, out,
                  resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True))
+
+
+def _default_run_dir(name: str, resume: bool) -> Path:
+    """runs/NAME, then runs/NAME-2, ...: a rerun without --out starts a fresh folder (nothing is
+    overwritten); --resume without --out continues the newest one."""
+    candidates = [Path("runs") / name] + [Path("runs") / f"{name}-{i}" for i in range(2, 10_000)]
+    existing = [c for c in candidates[:1] if c.exists()]
+    for candidate in candidates[1:]:
+        if not candidate.exists():
+            break
+        existing.append(candidate)
+    if resume:
+        if not existing:
+            raise UserError(f"--resume: no run folder {candidates[0]} to continue (give --out)")
+        return existing[-1]
+    return next(c for c in candidates if not c.exists())
 
 
 @main.command(name="eval")

@@ -150,3 +150,14 @@ def test_keep_checkpoints_prunes_old_epochs_but_keeps_last(tmp_path):
                  "--set", "keep_checkpoints=1")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_003.pt", "last.pt"]
+
+
+def test_reruns_without_out_start_fresh_folders_and_resume_takes_the_newest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert run("train", MODELS / "mlp_digits.pc", "--epochs", "1", "--limit", "64").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mlp_digits-ep", "mlp_digits-ep-2"]
+    resumed = run("train", MODELS / "mlp_digits.pc", "--epochs", "2", "--limit", "64", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert len((tmp_path / "runs" / "mlp_digits-ep-2" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len((tmp_path / "runs" / "mlp_digits-ep" / "metrics.jsonl").read_text().splitlines()) == 1
