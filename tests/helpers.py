@@ -6,16 +6,11 @@ from pathlib import Path
 import torch
 
 from pcdsl.pipeline import compile_file, compile_text
+from pcdsl.runtime.loading import load_model_class
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-def load_module(source: str) -> dict:
-    namespace: dict = {}
-    exec(compile(source, "<generated>", "exec"), namespace)
-    return namespace
 
 
 def build(path_or_text: str | Path, sets: list[str] | None = None, seed: int = 0, dtype=torch.float64,
@@ -27,7 +22,7 @@ def build(path_or_text: str | Path, sets: list[str] | None = None, seed: int = 0
         from pcdsl.parse.train_block import parse_overrides
         from pcdsl.pipeline import size_names
         compiled = compile_text(path_or_text, file, parse_overrides(sets or [], size_names(path_or_text)))
-    model_cls = load_module(compiled.source)["Model"]
+    model_cls = load_model_class(compiled.source)
     torch.manual_seed(seed)
     model = model_cls().to(dtype)
     model.reset_parameters(torch.Generator().manual_seed(seed))

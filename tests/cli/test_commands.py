@@ -10,7 +10,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from helpers import MODELS, SHARED_DATA, load_module
+from helpers import MODELS, SHARED_DATA
+from pcdsl.runtime.loading import load_model_class
 from pcdsl.cli.main import main
 
 
@@ -52,7 +53,7 @@ def test_compile_writes_an_importable_module(tmp_path):
     out = tmp_path / "model.py"
     result = run("compile", MODELS / "hopfield_tiny.pc", "-o", out)
     assert result.exit_code == 0, result.output
-    model = load_module(out.read_text())["Model"]()
+    model = load_model_class(out.read_text())()
     assert model.STATES == ("h1", "o") and not model.FEEDFORWARD
 
 

@@ -14,6 +14,8 @@ import difflib
 import pytest
 import torch
 
+from pcdsl.runtime.loading import load_model_class
+
 from pcdsl.diagnostics import messages
 from pcdsl.pipeline import compile_file
 
@@ -54,8 +56,6 @@ def test_valid_model_is_the_invalid_one_corrected(path):
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
 def test_valid_model_compiles_and_its_module_imports(path):
     compiled = compile_file(path)
-    namespace = {"__name__": f"pcdsl_generated_{path.stem}"}
-    exec(compile(compiled.source, f"<generated {path.name}>", "exec"), namespace)
-    model = namespace["Model"]()
+    model = load_model_class(compiled.source, module_name=f"pcdsl_generated_{path.stem}")()
     assert isinstance(model, torch.nn.Module)
     assert sum(p.numel() for p in model.parameters()) == compiled.checked.parameter_count
