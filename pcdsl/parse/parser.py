@@ -1,18 +1,19 @@
 # ---------------------------------------------------------------------------------------------
-# A thin wrapper around Lark: load grammars/pcdsl.lark once, parse text into a syntax tree with
-# positions, and turn Lark's exceptions into pcdsl diagnostics (E002-E004).
+# A thin wrapper around Lark: load the grammar (package data, pcdsl/grammars/pcdsl.lark) once,
+# parse text into a syntax tree with positions, and turn Lark's exceptions into pcdsl
+# diagnostics (E002-E004).
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 
 import lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
 from ..diagnostics import PcdslError, Span, did_you_mean, messages
 
-GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammars" / "pcdsl.lark"
+GRAMMAR = resources.files("pcdsl") / "grammars" / "pcdsl.lark"
 
 # How token types read in "expected ..." lists.
 _TOKEN_WORDS = {
@@ -28,7 +29,7 @@ _KEYWORDS = ("cost", "def", "energy", "input", "label", "output", "size", "state
 
 @lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
-    return lark.Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr",
+    return lark.Lark(GRAMMAR.read_text(encoding="utf-8"), parser="lalr",
                      propagate_positions=True, maybe_placeholders=True)
 
 
