@@ -15,6 +15,7 @@ import click
 
 from .. import __version__
 from ..diagnostics import PcdslError
+from ..files import atomic_write
 
 
 class UserError(Exception):
@@ -92,19 +93,17 @@ def compile_command(model_file, output, set_items):
     if output is None:
         click.echo(compiled.source, nl=False)
         return
-    _write_atomically(Path(output), compiled.source)
+    _write_output(Path(output), compiled.source)
     click.echo(f"wrote {output} ({compiled.checked.parameter_count:,} parameters)", err=True)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_output(path: Path, text: str) -> None:
+    """Write the -o file atomically, with any OS error phrased for the user."""
     if path.parent and not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {err.strerror or err}")
 
 
@@ -122,7 +121,7 @@ def _write_atomically(path: Path, text: str) -> None:
 @reports_errors
 def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, set_items):
     """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp)."""
-    from ..data import load_data
+    from ..data import load_data_for
     from ..pipeline import compile_file
     from ..runtime.trainer import train as run_training
     items = list(set_items)
@@ -133,9 +132,8 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
     compiled = compile_file(model_file, items)
     config = compiled.ir.train
     out = Path(out_dir) if out_dir else _default_run_dir(f"{compiled.ir.name}-{config.algorithm}", resume)
-    data = load_data(data_spec, tuple(compiled.checked.shapes[compiled.ir.input.name].value),
-                     pad=config.pad, crop_pad=config.crop_pad, hflip=config.hflip, mean=config.mean,
-                     std=config.std, limit_train=limit, limit_test=limit, workers=workers)
+    data = load_data_for(data_spec, tuple(compiled.checked.shapes[compiled.ir.input.name].value),
+                         config, augment=True, limit_train=limit, limit_test=limit, workers=workers)
     num_classes = compiled.checked.shapes[compiled.ir.cost.output].value[0]
     if data.num_classes > num_classes:
         raise UserError(f"the data has {data.num_classes} classes but the model's output "
@@ -270,9 +268,8 @@ def _gradcheck_batch(model, compiled, data_spec, batch, generator):
         x = torch.randn((batch, *shape), generator=generator)
         label = torch.randint(0, classes, (batch,), generator=generator)
         return x, label
-    from ..data import load_data
-    cfg = compiled.ir.train
-    data = load_data(data_spec, shape, pad=cfg.pad, mean=cfg.mean, std=cfg.std, limit_test=batch)
+    from ..data import load_data_for
+    data = load_data_for(data_spec, shape, compiled.ir.train, augment=False, limit_test=batch)
     return next(iter(data.test.batches(batch, shuffle=False)))
 
 

@@ -4,12 +4,14 @@
 # SPEC is the word `digits`, a folder of MNIST-style idx files, or an ImageNet-layout image
 # folder; the folder's contents decide which. This module validates the user's knobs, finds the
 # format, plans the decode for the model's input shape, applies the quick-run limits and wires
-# both splits to one BatchTransform (augmenting only the train split).
+# both splits to one BatchTransform (augmenting only the train split). load_data_for reads the
+# data settings of a train block, so that training, evaluation and gradcheck map them alike.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pcdsl.data.digits import DIGITS_MAX_VALUE, load_digits_splits
 from pcdsl.data.errors import DataError
@@ -18,6 +20,9 @@ from pcdsl.data.imagefolder import ImageFiles, find_split_folders, probe_image, 
 from pcdsl.data.shapes import plan_fixed_size, plan_resizable
 from pcdsl.data.split import DataSplits, InMemoryImages, Split, limited_indices
 from pcdsl.data.transforms import BatchTransform
+
+if TYPE_CHECKING:
+    from pcdsl.ir.config import TrainConfig
 
 EXPECTED_FORMATS = ("expected `digits`, a folder with train-images-idx3-ubyte(.gz) and the other "
                     "MNIST idx files, or a folder with train/<class>/ and test/<class>/ "
@@ -114,6 +119,20 @@ def load_data(spec: str, input_shape: tuple[int, ...], *, pad: int = 0, crop_pad
     return DataSplits(train=Split(train, transform, augment=True),
                       test=Split(test, transform, augment=False),
                       num_classes=len(classes), classes=list(classes), description=description)
+
+
+def load_data_for(spec: str, input_shape: tuple[int, ...], config: "TrainConfig", *,
+                  augment: bool, limit_train: int | None = None, limit_test: int | None = None,
+                  workers: int | None = None) -> DataSplits:
+    """load_data with the data settings of `config`, a train block.
+
+    `pad`, `mean` and `std` always apply: they define what the model sees. The train-time
+    augmentation (`crop_pad`, `hflip`) applies only with `augment=True`, i.e. when training;
+    evaluation and gradient checks load the data without it."""
+    augmentation = {"crop_pad": config.crop_pad, "hflip": config.hflip} if augment else {}
+    return load_data(spec, input_shape, pad=config.pad, mean=config.mean, std=config.std,
+                     limit_train=limit_train, limit_test=limit_test, workers=workers,
+                     **augmentation)
 
 
 def _image_folder(root: Path, shape: tuple[int, ...], pad: int, workers: int):

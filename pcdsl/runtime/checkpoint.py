@@ -1,8 +1,8 @@
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: one torch file per saved epoch, written atomically, read back defensively.
 #
-# Saving goes to a temporary file in the same folder, is fsynced, then os.replace()d over the
-# target, so a crash or Ctrl-C mid-write never leaves a half-written checkpoint under the real name.
+# Saving goes through files.atomic_write (temporary file, fsync, os.replace), so a crash or
+# Ctrl-C mid-write never leaves a half-written checkpoint under the real name.
 # Loading uses torch.load(weights_only=True) (no arbitrary pickles) and turns every way a file can
 # be wrong into a CheckpointError whose message is meant for the user; a content hash written
 # into every file catches damage that torch's reader does not notice. Weights are only ever
@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import shutil
 from pathlib import Path
 
 import torch
+
+from pcdsl.files import atomic_write
 
 FORMAT_TAG = "pcdsl-checkpoint"
 FORMAT_VERSION = 1
@@ -59,54 +59,13 @@ def _first_sentence(error: Exception | str) -> str:
     return text.split(". ")[0] if text else type(error).__name__
 
 
-def _fsync_directory(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:        # some platforms cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def _temporary_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Write `payload` (tagged with the format, version and a content hash) to `path` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tagged = {"format": FORMAT_TAG, "version": FORMAT_VERSION, **payload}
     tagged["checksum"] = content_sha256(tagged)
-    temporary = _temporary_beside(path)
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(tagged, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
-
-
-def copy_checkpoint(source: Path, target: Path) -> None:
-    """Make `target` an atomic copy of `source` (a hard link when the filesystem allows one)."""
-    temporary = _temporary_beside(Path(target))
-    try:
-        temporary.unlink(missing_ok=True)
-        try:
-            os.link(source, temporary)
-        except OSError:
-            shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_directory(Path(target).parent)
+    atomic_write(path, lambda handle: torch.save(tagged, handle))
 
 
 def load_checkpoint(path: Path) -> dict:

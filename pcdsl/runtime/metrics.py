@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from pcdsl.files import atomic_write
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -31,16 +33,7 @@ def append_metrics(path: Path, record: dict) -> None:
 
 def write_metrics(path: Path, records: list[dict]) -> None:
     """Replace the whole file atomically with `records`."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.writelines(_line(record) for record in records)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(path, "".join(_line(record) for record in records))
 
 
 def read_metrics(path: Path) -> list[dict]:

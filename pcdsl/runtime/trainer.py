@@ -23,7 +23,6 @@ import datetime
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -31,10 +30,10 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 import pcdsl
+from pcdsl.files import atomic_link_or_copy, atomic_write
 from pcdsl.ir.config import TrainConfig
-from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, copy_checkpoint,
-                                      load_checkpoint, load_weights, parameter_shapes,
-                                      save_checkpoint)
+from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, load_checkpoint,
+                                      load_weights, parameter_shapes, save_checkpoint)
 from pcdsl.runtime.ep import gradients_finite, training_step
 from pcdsl.runtime.evaluate import correct_counts, evaluate
 from pcdsl.runtime.loading import load_model_class, source_sha256
@@ -89,15 +88,6 @@ class RunDir:
     def existing_run_files(self) -> list[str]:
         paths = (self.model_file, self.config_file, self.metrics_file, self.checkpoints)
         return [path.name for path in paths if path.exists()]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _pc_file_name(pc_name: str) -> str:
@@ -302,8 +292,8 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
         if resume:
             log(f"{run.root} has no checkpoint yet; starting the run from its first epoch")
         run.root.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(run.model_file, model_cls_source)
-        _write_text_atomic(run.root / pc_file, pc_text)
+        atomic_write(run.model_file, model_cls_source)
+        atomic_write(run.root / pc_file, pc_text)
         record = {"pcdsl_version": pcdsl.__version__, "torch_version": torch.__version__,
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "model": {"name": model.NAME, "pc_file": pc_file,
@@ -313,7 +303,7 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
                             "param_shapes": parameter_shapes(model)},
                   "initial_weights_sha256": initial_weights, "data": data_record,
                   "config": config.model_dump(mode="json")}
-        _write_text_atomic(run.config_file, json.dumps(record, indent=2) + "\n")
+        atomic_write(run.config_file, json.dumps(record, indent=2) + "\n")
         write_metrics(run.metrics_file, [])
 
     done = history[-1]["epoch"] if history else 0
@@ -359,7 +349,7 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
                 "model_name": model.NAME, "param_shapes": parameter_shapes(model),
                 "metrics": history, "data": data_record, "pcdsl_version": pcdsl.__version__}
             save_checkpoint(run.epoch_checkpoint(epoch), payload)
-            copy_checkpoint(run.epoch_checkpoint(epoch), run.last)
+            atomic_link_or_copy(run.epoch_checkpoint(epoch), run.last)
             append_metrics(run.metrics_file, record)
             if config.keep_checkpoints:
                 _prune_checkpoints(run, epoch, config.keep_checkpoints)
@@ -372,13 +362,6 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
         log(message)
         raise TrainingInterrupted(message, history) from None
     return history
-
-
-def _load_test_data(spec: str, model, config: TrainConfig, limit: int | None,
-                    workers: int | None) -> "DataSplits":
-    from pcdsl.data import load_data   # imported here: only evaluation from a spec needs it
-    return load_data(spec, tuple(model.INPUT_SHAPE), pad=config.pad, mean=config.mean,
-                     std=config.std, limit_test=limit, workers=workers)
 
 
 def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits | None" = None,
@@ -414,7 +397,9 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
         spec = data_spec if data_spec is not None else checkpoint.get("data", {}).get("spec")
         if spec is None:
             raise RunError(f"{run.root} did not record which data it was trained on; pass a data spec")
-        data = _load_test_data(spec, model, config, limit, workers)
+        from pcdsl.data import load_data_for   # here: only evaluating from a spec needs the data
+        data = load_data_for(spec, tuple(model.INPUT_SHAPE), config, augment=False,
+                             limit_test=limit, workers=workers)
     if data.num_classes > model.NUM_CLASSES:
         raise RunError(f"the data set has {data.num_classes} classes but the model outputs "
                        f"{model.NUM_CLASSES}")

@@ -63,6 +63,15 @@ def test_compile_to_missing_folder_is_a_clear_error(tmp_path):
     assert "does not exist" in result.output
 
 
+def test_compile_os_error_is_a_clear_error(tmp_path):
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("a file, where the output path needs a folder")
+    result = run("compile", MODELS / "mlp_digits.pc", "-o", not_a_folder / "model.py")
+    assert result.exit_code == 1
+    assert f"error: cannot write {not_a_folder / 'model.py'}: Not a directory" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_gradcheck_json_and_exit_status():
     ok = run("gradcheck", MODELS / "mlp_digits.pc", "--beta", "1e-4", "--steps", "30", "--json")
     assert ok.exit_code == 0, ok.output

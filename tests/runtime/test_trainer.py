@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import pcdsl.data
 from pcdsl.ir.config import TrainConfig
-from pcdsl.runtime import trainer
 from pcdsl.runtime.checkpoint import load_checkpoint
 from pcdsl.runtime.loading import load_model_class
 from pcdsl.runtime.metrics import read_metrics
@@ -257,10 +257,10 @@ def test_evaluate_run_rebuilds_the_model(tmp_path, monkeypatch):
     assert first["epoch"] == 1 and first["acc"] == history[0]["test_acc"]
 
     asked = []
-    def fake_loader(spec, model, cfg, limit, workers):
+    def fake_loader(spec, input_shape, cfg, **options):
         asked.append(spec)
         return data
-    monkeypatch.setattr(trainer, "_load_test_data", fake_loader)
+    monkeypatch.setattr(pcdsl.data, "load_data_for", fake_loader)
     evaluate_run(out)                       # the spec recorded in the run
     evaluate_run(out, "other-spec")         # or the one given
     assert asked == ["clusters", "other-spec"]
