@@ -4,4 +4,4 @@ Pipeline (data flows one way):
     text -> parse (Lark) -> lower -> IR (pydantic) -> check (SymPy) -> generate (PyTorch source) -> run
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

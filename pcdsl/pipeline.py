@@ -1,63 +1,72 @@
 # ---------------------------------------------------------------------------------------------
-# The whole pipeline behind one call: file -> IR -> checked model -> generated source.
-# The CLI, the runtime and the tests all go through here, so every entry point reports the same
-# diagnostics for the same file.
+# The whole pipeline behind one call:
+#
+#   text -parse-> tree -lower-> ModelIR -check-> CheckedModel -plan-> Plan -generate-> source
+#
+# The CLI, the Python API, the runtime and the tests all go through here, so every entry point
+# reports the same diagnostics for the same file.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from .check import CheckedModel, check_model
 from .codegen import GENERATORS
-from .diagnostics import PcdslError, messages
+from .diagnostics import PcdslError, did_you_mean, messages
 from .ir.model import ModelIR
-from .parse import lower_text, read_model_file
+from .parse import declared_sizes, parse_text, read_model_file
+from .parse.lower import Lowerer
 from .parse.train_block import parse_overrides
+from .plan import Plan, make_plan
+from .shipped import resolve_model_file, shipped_models
 
 
 @dataclass
 class Compiled:
     text: str               # the .pc source
+    file: str               # where it came from (shown in diagnostics and generated headers)
     ir: ModelIR
     checked: CheckedModel
-    source: str             # the generated module
+    plan: Optional[Plan]    # None when only checked
+    source: str             # the generated module ("" when only checked)
 
 
-def size_names(text: str) -> set[str]:
-    """Sizes declared in a file, for validating `--set` before the full parse."""
-    import re
-    return set(re.findall(r"^\s*size\s+([A-Za-z_][A-Za-z0-9_]*)", text, flags=re.MULTILINE))
-
-
-def check_text(text: str, file: str, overrides: Optional[dict[str, Any]] = None) -> CheckedModel:
-    return _compile(text, file, overrides, None).checked
-
-
-def compile_text(text: str, file: str, overrides: Optional[dict[str, Any]] = None,
-                 target: str = "torch") -> Compiled:
-    return _compile(text, file, overrides, target)
-
-
-def _compile(text: str, file: str, overrides, target: Optional[str]) -> Compiled:
+def compile_text(text: str, file: str = "<input>", set_items: Iterable[str] = (), *,
+                 overrides: Optional[dict[str, Any]] = None, target: Optional[str] = "torch") -> Compiled:
+    """Compile model text. `set_items` are `--set key=value` strings (train keys and sizes);
+    `overrides` the same, already typed. `target=None` stops after the checker."""
     try:
-        ir = lower_text(text, file, overrides)
+        tree = parse_text(text)
+        given = dict(overrides or {})
+        given.update(parse_overrides(list(set_items), declared_sizes(tree)))
+        ir = Lowerer(file, text).lower(tree, given)
         checked = check_model(ir)
-        source = GENERATORS[target].generate(checked) if target else ""
+        plan = make_plan(checked) if target else None
+        source = GENERATORS[target].generate(plan) if target else ""
     except PcdslError as err:
         raise err.located(file, text)
     except RecursionError:
         # every stage walks expressions recursively; report the limit instead of crashing
         raise PcdslError(messages.TOO_DEEP, hint="split the expression with macros or intermediate states"
                          ).located(file, text)
-    return Compiled(text, ir, checked, source)
+    return Compiled(text, file, ir, checked, plan, source)
 
 
-def compile_file(path: str | Path, set_items: Optional[list[str]] = None, target: str = "torch") -> Compiled:
-    text = read_model_file(path)
+def compile_file(path_or_name: str | Path, set_items: Iterable[str] = (), target: Optional[str] = "torch"
+                 ) -> Compiled:
+    """Compile a model file, or a shipped model named without a path (`vgg10_imagenet`)."""
+    path = resolve_model_file(path_or_name)
     try:
-        overrides = parse_overrides(list(set_items or []), size_names(text))
+        text = read_model_file(path)
     except PcdslError as err:
-        raise err.located(str(path), None)
-    return compile_text(text, str(path), overrides, target)
+        if err.code == messages.FILE_UNREADABLE.code and not path.exists():
+            hint = did_you_mean(path.name.removesuffix(".pc"), shipped_models())
+            err.hint = hint or "not a file, nor a shipped model (`pcdsl models` lists them)"
+        raise
+    return compile_text(text, str(path), set_items, target=target)
+
+
+def check_file(path_or_name: str | Path, set_items: Iterable[str] = ()) -> Compiled:
+    return compile_file(path_or_name, set_items, target=None)

@@ -17,6 +17,11 @@ def _domain(var) -> str:
     return f"in [{d.low:g}, {d.high:g}]"
 
 
+def _gradient_step(state: str, projection: str) -> str:
+    step = f"{state} - step·v"
+    return f"{step if projection == 'none' else f'{projection}({step})'},  v <- momentum·v + ∂F/∂{state}"
+
+
 def model_report(checked: CheckedModel) -> dict:
     ir = checked.ir
     states = []
@@ -26,8 +31,10 @@ def model_report(checked: CheckedModel) -> dict:
                        "symbolic_shape": [str(s) for s in shape.symbolic], "domain": _domain(var)})
     rules = []
     for name, rule in checked.rules.items():
-        rules.append({"state": name, "curvature": str(rule.curvature), "projection": rule.projection,
-                      "update": plain(rule.update),
+        closed = rule.kind == "closed"
+        rules.append({"state": name, "rule": rule.kind, "reason": rule.reason,
+                      "curvature": str(rule.curvature) if closed else None, "projection": rule.projection,
+                      "update": plain(rule.update) if closed else _gradient_step(name, rule.projection),
                       "mod_update": plain(rule.mod_update) if rule.mod_update is not None else None,
                       "gradient": plain(rule.gradient)})
     return {
@@ -41,11 +48,11 @@ def model_report(checked: CheckedModel) -> dict:
         "parameters": checked.parameter_count,
         "parameter_tensors": [{"name": p.name, "kind": p.kind, "shape": list(p.shape), "owner": p.owner}
                               for p in checked.params.values()],
-        "definitions": {str(k): (f"{checked.errors[k][0]} - {plain(checked.errors[k][1])}" if k in checked.errors
-                                 else plain(v)) for k, v in checked.definitions.items()},
+        "definitions": {plain(k): plain(v) for k, v in checked.definitions.items()},
         "rules": rules,
         "update_groups": checked.groups,
         "feedforward": checked.feedforward is not None,
+        "free_phase": checked.free_phase,
         "cost": ir.cost.kind,
         "train": ir.train.model_dump(),
     }
@@ -66,20 +73,23 @@ def format_report(report: dict) -> str:
         lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     lines.append("")
     lines.append(f"parameters: {report['parameters']:,} in {len(report['parameter_tensors'])} tensors")
-    lines.append(f"free phase: {'feedforward pass (PCN)' if report['feedforward'] else 'relaxation from zero'}")
+    lines.append(f"free phase: {report['free_phase']}")
     lines.append(f"cost: {report['cost']}")
     lines.append("")
     lines.append("intermediates:")
     for name, expr in report["definitions"].items():
         lines.append(f"  {name} = {expr}")
     lines.append("")
-    lines.append("derived updates (alpha = 1; c = curvature of F in the state):")
+    lines.append("derived updates (closed form: the alpha = 1 projected step; c = curvature of F in the state):")
     for rule in report["rules"]:
         if rule["mod_update"]:
             lines.append(f"  {rule['state']} <- {rule['mod_update']}    [mod-PGD; c = {rule['curvature']}]")
             lines.append(f"  {' ' * len(rule['state'])}    {rule['update']}    [PGD]")
-        else:
+        elif rule["rule"] == "closed":
             lines.append(f"  {rule['state']} <- {rule['update']}    [c = {rule['curvature']}]")
+        else:
+            lines.append(f"  {rule['state']} <- {rule['update']}    [gradient steps: {rule['reason']}]")
+            lines.append(f"  {' ' * len(rule['state'])}    ∂F/∂{rule['state']} = {rule['gradient']}")
     lines.append("")
     lines.append("update groups (in traversal order): "
                  + "  then  ".join("{" + ", ".join(g) + "}" for g in report["update_groups"]))

@@ -17,11 +17,9 @@ def build(path_or_text: str | Path, sets: list[str] | None = None, seed: int = 0
           file: str = "<test>.pc"):
     """(compiled, model instance) for a model file path or model text."""
     if isinstance(path_or_text, Path):
-        compiled = compile_file(path_or_text, sets)
+        compiled = compile_file(path_or_text, sets or [])
     else:
-        from pcdsl.parse.train_block import parse_overrides
-        from pcdsl.pipeline import size_names
-        compiled = compile_text(path_or_text, file, parse_overrides(sets or [], size_names(path_or_text)))
+        compiled = compile_text(path_or_text, file, sets or [])
     model_cls = load_model_class(compiled.source)
     torch.manual_seed(seed)
     model = model_cls().to(dtype)
@@ -37,11 +35,17 @@ def random_batch(model, batch: int = 3, seed: int = 1, dtype=torch.float64):
 
 
 def backprop_grads(model, x, label, free_steps=None):
+    """The oracle: autograd through the free phase, written here, not taken from the runtime."""
     model.zero_grad()
     model.cost(model(x, free_steps), label).mean().backward()
     grads = [p.grad.detach().clone() for p in model.parameters()]
     model.zero_grad()
     return grads
+
+
+def ep_grads(model, x, label, beta, steps, **options):
+    from pcdsl.runtime.estimators import ep_gradients
+    return ep_gradients(model, x, label, beta, steps, **options)["grads"]
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:

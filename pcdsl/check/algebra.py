@@ -1,187 +1,150 @@
 # ---------------------------------------------------------------------------------------------
 # The tensor algebra the checker reasons in, as SymPy expressions.
 #
-# States, inputs, labels and parameters are SymPy symbols standing for whole tensors; element-
-# wise arithmetic is ordinary SymPy arithmetic (elementwise products commute, so Mul is right);
-# operators that mix elements (dense, conv, pooling, flatten) and nonlinearities are opaque
-# SymPy functions defined here. `Total(e)` is the per-example sum, the one reduction.
+# States, inputs, labels and parameters are SymPy symbols standing for whole tensors (see
+# symbols.py); elementwise arithmetic is ordinary SymPy arithmetic (elementwise products
+# commute, so Mul is right); every operator is an opaque node of the registry (pcdsl/ops).
+# `sum(t)` (the node Total) is the per-example reduction that makes an energy term a scalar.
 #
-# Differentiation is a vector-Jacobian product (`vjp`) over this algebra: it returns the
-# gradient of <v, e> with respect to a state as another expression of the same algebra, in
-# which the adjoints appear as explicit operators (`LinearT` = transposed matmul/conv,
-# `MaxUnpool`, `AvgPoolT`, `Unflatten`). Code generation prints those directly, so the compiled
-# relaxation never calls autograd.
+# Named intermediates (a_h, z_h, eps_h) keep expressions short: `Definitions` maps each to its
+# expression and knows which base symbols it depends on. Differentiation is a vector-Jacobian
+# product (`vjp`) that looks through the names, so results keep them; each operator supplies its
+# own rule, and the adjoints appear in the result as explicit operators (transposed matmul and
+# conv, max-unpool, ...), which the code generator prints directly: no autograd in the loop.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
+from typing import Callable
+
 import sympy as sp
 
-
-class TensorOp(sp.Function):
-    """Base of the opaque operators: never evaluated, never differentiated by SymPy."""
-
-    is_commutative = True
-
-    @classmethod
-    def eval(cls, *args):
-        return None
+from ..ops import Shape, TensorOp, Total, WeightedOp
 
 
-class Total(TensorOp):
-    """Per-example sum over every element: the reduction that makes an energy term a scalar."""
-    nargs = 1
+class Definitions(dict):
+    """Named intermediate -> its expression, in dependency (insertion) order."""
+
+    def __init__(self):
+        super().__init__()
+        self._bases: dict[sp.Symbol, frozenset] = {}
+
+    def define(self, name: sp.Symbol, expr: sp.Expr) -> sp.Symbol:
+        assert name not in self, name
+        self[name] = expr
+        self._bases[name] = self.bases(expr)
+        return name
+
+    def bases(self, expr: sp.Expr) -> frozenset:
+        """The symbols that are not intermediates which `expr` depends on, through its names."""
+        found = set()
+        for sym in expr.free_symbols:
+            found |= self._bases[sym] if sym in self._bases else {sym}
+        return frozenset(found)
+
+    def depends(self, expr: sp.Expr, sym: sp.Symbol) -> bool:
+        return sym in self.bases(expr)
+
+    def expand(self, expr: sp.Expr) -> sp.Expr:
+        """Substitute every named intermediate by its expression, recursively."""
+        while True:
+            named = {s: self[s] for s in expr.free_symbols if s in self}
+            if not named:
+                return expr
+            expr = expr.xreplace(named)
+
+    def closure(self, exprs) -> list[sp.Symbol]:
+        """The intermediates these expressions use, directly or not, in dependency order."""
+        needed: set[sp.Symbol] = set()
+        stack = [s for e in exprs for s in e.free_symbols if s in self]
+        while stack:
+            s = stack.pop()
+            if s not in needed:
+                needed.add(s)
+                stack.extend(t for t in self[s].free_symbols if t in self)
+        return [s for s in self if s in needed]
 
 
-class Linear(TensorOp):
-    """W(a): the dense or conv whose weight is the symbol W (its geometry is in the param table)."""
-    nargs = 2
+ShapeOf = Callable[[sp.Expr], Shape]
 
 
-class AdjointOp(TensorOp):
-    """An adjoint operator, linear in its `linear_arg`: scalar factors are pulled out so that
-    signs and scales read naturally, W^T(-2 u) = -2 W^T(u)."""
-    linear_arg = 0
-
-    @classmethod
-    def eval(cls, *args):
-        coeff, rest = args[cls.linear_arg].as_coeff_Mul()
-        if coeff != 1 and rest != 0:
-            args = list(args)
-            args[cls.linear_arg] = rest
-            return coeff * cls(*args)
-        return None
-
-
-class LinearT(AdjointOp):
-    """W^T(v): the adjoint of Linear(W, .) -- a transposed matmul or a transposed conv."""
-    nargs = 2
-    linear_arg = 1
-
-
-class Relu(TensorOp):
-    nargs = 1
-
-
-class Step(TensorOp):
-    """relu'(a): 1 where a > 0, else 0."""
-    nargs = 1
-
-
-class HardSigmoid(TensorOp):
-    """clamp(a, 0, 1)."""
-    nargs = 1
-
-
-class BoxMask(TensorOp):
-    """hardsigmoid'(a): 1 where 0 < a < 1, else 0."""
-    nargs = 1
-
-
-class Clamp(TensorOp):
-    """Projection onto a box; the bounds are numbers or +-oo."""
-    nargs = 3
-
-
-class MaxPool(TensorOp):
-    """MaxPool(a, k, stride)."""
-    nargs = 3
-
-
-class MaxUnpool(AdjointOp):
-    """MaxUnpool(v, a, k, stride): routes v to the argmax positions of MaxPool(a, k, stride)."""
-    nargs = 4
-
-
-class AvgPool(TensorOp):
-    nargs = 3
-
-
-class AvgPoolT(AdjointOp):
-    """AvgPoolT(v, a, k, stride): the adjoint of AvgPool (a only supplies the output shape)."""
-    nargs = 4
-
-
-class Flatten(TensorOp):
-    nargs = 1
-
-
-class Unflatten(AdjointOp):
-    """Unflatten(v, a): v reshaped like a."""
-    nargs = 2
-
-
-class CostGrad(TensorOp):
-    """dC/dh_L (h_L, label): the cost's gradient, evaluated at the current output state."""
-    nargs = 2
-
-
-NONLINEAR = (Relu, HardSigmoid, MaxPool, Step, BoxMask, Clamp)
-
-
-def vjp(expr: sp.Expr, state: sp.Symbol, v: sp.Expr, definitions: dict) -> sp.Expr:
-    """d/d state of <v, expr>: the vector-Jacobian product, as an expression of the algebra.
-
-    `definitions` maps named intermediate symbols (a_k, eps_k) to their expressions: the
-    product looks through them, so results keep the names instead of expanding them."""
-    if not depends(expr, state, definitions):
+def vjp(expr: sp.Expr, state: sp.Symbol, v: sp.Expr, defs: Definitions, shape_of: ShapeOf) -> sp.Expr:
+    """d/d state of <v, expr>: the vector-Jacobian product, as an expression of the algebra."""
+    if not defs.depends(expr, state):
         return sp.Integer(0)
     if expr == state:
         return v
-    if expr in definitions:
-        return vjp(definitions[expr], state, v, definitions)
+    if expr in defs:
+        return vjp(defs[expr], state, v, defs, shape_of)
     if isinstance(expr, sp.Add):
-        return sp.Add(*(vjp(arg, state, v, definitions) for arg in expr.args))
+        return sp.Add(*(vjp(arg, state, v, defs, shape_of) for arg in expr.args))
     if isinstance(expr, sp.Mul):
         total = sp.Integer(0)
         for index, factor in enumerate(expr.args):
-            if depends(factor, state, definitions):
+            if defs.depends(factor, state):
                 others = sp.Mul(*(expr.args[:index] + expr.args[index + 1:]))
-                total += vjp(factor, state, v * others, definitions)
+                total += vjp(factor, state, v * others, defs, shape_of)
         return total
     if isinstance(expr, sp.Pow):
         base, exponent = expr.args
-        return vjp(base, state, v * exponent * base ** (exponent - 1), definitions)
-    if isinstance(expr, Relu):
-        (a,) = expr.args
-        return vjp(a, state, v * Step(a), definitions)
-    if isinstance(expr, HardSigmoid):
-        (a,) = expr.args
-        return vjp(a, state, v * BoxMask(a), definitions)
-    if isinstance(expr, Linear):
-        weight, a = expr.args
-        return vjp(a, state, LinearT(weight, v), definitions)
-    if isinstance(expr, MaxPool):
-        a, k, stride = expr.args
-        return vjp(a, state, MaxUnpool(v, a, k, stride), definitions)
-    if isinstance(expr, AvgPool):
-        a, k, stride = expr.args
-        return vjp(a, state, AvgPoolT(v, a, k, stride), definitions)
-    if isinstance(expr, Flatten):
-        (a,) = expr.args
-        return vjp(a, state, Unflatten(v, a), definitions)
+        return vjp(base, state, v * exponent * base ** (exponent - 1), defs, shape_of)
+    if isinstance(expr, TensorOp):
+        total = sp.Integer(0)
+        for index in expr.tensor_arguments():
+            arg = expr.args[index]
+            if defs.depends(arg, state):
+                total += vjp(arg, state, expr.vjp(index, v, shape_of), defs, shape_of)
+        return total
     raise TypeError(f"no vector-Jacobian product rule for {type(expr).__name__}")
 
 
-def depends(expr: sp.Expr, state: sp.Symbol, definitions: dict) -> bool:
-    if expr.has(state):
-        return True
-    return any(depends(definitions[s], state, definitions) for s in expr.free_symbols if s in definitions)
-
-
-def expand_definitions(expr: sp.Expr, definitions: dict) -> sp.Expr:
-    """Substitute every named intermediate by its expression, recursively."""
-    while any(s in definitions for s in expr.free_symbols):
-        expr = expr.xreplace({s: definitions[s] for s in expr.free_symbols if s in definitions})
-    return expr
-
-
-def energy_gradient(energy: sp.Expr, state: sp.Symbol, definitions: dict) -> sp.Expr:
-    """d energy / d state, where the energy is a linear combination of Total(...) terms."""
-    total = sp.Integer(0)
+def sum_terms(energy: sp.Expr) -> list[tuple[sp.Expr, Total]]:
+    """An energy as its (coefficient, sum(...)) pairs, constants dropped; the builder guarantees
+    that form."""
+    pairs = []
     for term in sp.Add.make_args(sp.expand(energy, deep=False)):
         coeff, rest = term.as_coeff_Mul()
         if isinstance(rest, Total):
-            total += vjp(rest.args[0], state, coeff, definitions)
-        elif depends(rest, state, definitions):
-            raise ValueError("energy term is not a combination of sum(...) terms")
+            pairs.append((coeff, rest))
+        elif not term.is_number:
+            raise ValueError("an energy term is not a combination of sum(...) terms")
+    return pairs
+
+
+def energy_gradient(energy: sp.Expr, state: sp.Symbol, defs: Definitions, shape_of: ShapeOf) -> sp.Expr:
+    """d energy / d state, for a linear combination of sum(...) terms."""
+    total = sp.Integer(0)
+    for coeff, reduction in sum_terms(energy):
+        total += vjp(reduction.args[0], state, coeff, defs, shape_of)
     return total
+
+
+def mask_ops_containing(expr: sp.Expr, state: sp.Symbol) -> sp.Expr:
+    """Replace every outermost operator node that contains the state by a fresh dummy (sums are
+    looked through), so what is left is polynomial in the bare state."""
+    if not expr.has(state):
+        return expr
+    if isinstance(expr, Total):
+        return mask_ops_containing(expr.args[0], state)
+    if isinstance(expr, TensorOp):
+        return sp.Dummy()
+    if expr.args:
+        return expr.func(*(mask_ops_containing(a, state) for a in expr.args))
+    return expr
+
+
+def operator_holding(expr: sp.Expr, state: sp.Symbol, past_weights: bool = False) -> str | None:
+    """The name of the first operator that holds the state (sums are looked through), or None:
+    where the state stops being a bare, polynomial variable of a term. Unless `past_weights`,
+    an operator with a weight (dense, conv) ends the search: through a weight the state is
+    coupled to another layer, as in a prediction of the layer above."""
+    if not expr.has(state):
+        return None
+    if isinstance(expr, WeightedOp) and not past_weights:
+        return None
+    if isinstance(expr, TensorOp) and not isinstance(expr, Total):
+        return expr.op_name or type(expr).__name__.lower()
+    for arg in expr.args:
+        found = operator_holding(arg, state, past_weights)
+        if found:
+            return found
+    return None

@@ -1,17 +1,23 @@
 # ---------------------------------------------------------------------------------------------
 # Per-state update rules, derived from the declared energy (METHOD.md section 3).
 #
-# For each free state h the checker forms dF/dh with `vjp`, splits it into c*h + r where c is
-# the curvature of F in h (the coefficient of the bare state; terms reaching h through a
-# weighted operator are the top-down drive, evaluated at the current states), and requires c to
-# be a positive constant. The alpha = 1 projected step is then free of h:
+# For each free state h the checker forms dF/dh with `vjp`. Then it decides, from the energy
+# alone, which of two rules relaxes h:
 #
-#     h <- Proj(h - (c*h + r)/c) = Proj(-r / c)
+#   closed form (alpha = 1)   F is quadratic in the bare state with a constant curvature c > 0
+#       (terms reaching h through a weight, or through the prediction of another state, are the
+#       top-down drive, evaluated at the current states). Split dF/dh = c*h + r: the projected
+#       step is free of h,   h <- Proj(h - (c*h + r)/c) = Proj(-r / c).
+#       For h ~ relu(a) with domain >= 0 this is PGD's relu(relu(a) + delta); the mod-PGD form
+#       projects a + delta instead. For a Hopfield energy it is the clamp of the neighbours' input.
+#   gradient steps            no closed form exists: the state sits inside a nonlinearity of
+#       its own term (`h ~ relu(h + x)`, `sum(tanh(h) * x)`), or F is of higher degree in h
+#       (`0.1 * sum(h**4)`), or the train block asks for it: h <- Proj(h - step * dF/dh), with
+#       optional momentum (the plan prints it).
 #
-# For a PCN state h_k ~ relu(a_k) with domain >= 0 this is PGD's relu(relu(a_k) + Delta_k); the
-# mod-PGD variant replaces the own prediction relu(a_k) by a_k inside the projection. For a
-# Hopfield energy it is the clamp of the summed neighbour input. No model-specific template is
-# involved: change the energy and the rule changes with it.
+# Either way F must be bounded below in h: its highest power of the bare state even, with a
+# positive constant coefficient (E303). No model-specific template is involved: change the
+# energy and the rule changes with it.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
@@ -21,111 +27,144 @@ from typing import Optional
 import sympy as sp
 
 from ..diagnostics import PcdslError, messages
+from ..ir.model import Domain
+from ..ops import REGISTRY, Clamp
 from ..parse.spans import diag_span
-from .algebra import (AvgPool, Clamp, Flatten, HardSigmoid, Linear, MaxPool, Relu, TensorOp,
-                      energy_gradient, expand_definitions)
-
-BETA = sp.Symbol("beta")
+from .algebra import Definitions, ShapeOf, energy_gradient, mask_ops_containing, operator_holding
+from .symbols import BETA, user_name
 
 
 @dataclass
 class UpdateRule:
     state: str
-    gradient: sp.Expr             # dF/dh, in terms of the named intermediates
-    curvature: sp.Expr            # c > 0
-    drive: sp.Expr                # -r / c: the unprojected alpha = 1 target
-    update: sp.Expr               # Proj(drive): PGD
-    mod_update: Optional[sp.Expr]  # mod-PGD form, when it differs
-    projection: str               # "relu", "hardsigmoid", "clamp(lo, hi)" or "none"
+    kind: str                      # "closed" (alpha = 1 projected step) or "gradient"
+    reason: str                    # why this rule, for `pcdsl check`
+    gradient: sp.Expr              # dF/dh of F = E + beta*C, in terms of the named intermediates
+    projection: str                # "relu", "hardsigmoid", "clamp(lo, hi)" or "none"
+    curvature: Optional[sp.Expr] = None   # closed form: c > 0
+    update: Optional[sp.Expr] = None      # closed form: Proj(-r / c), PGD
+    mod_update: Optional[sp.Expr] = None  # closed form: the mod-PGD form, when it differs
 
 
-def projection(domain, expr: sp.Expr) -> tuple[sp.Expr, str]:
+@dataclass
+class TermView:
+    """What the derivation needs of one energy term that holds the state."""
+    name: str
+    target: Optional[str]          # `~` terms: the predicted state
+    energy: sp.Expr
+    prediction: Optional[sp.Expr]
+    span: object
+
+
+def projection(domain: Domain, expr: sp.Expr) -> tuple[sp.Expr, str]:
+    """Proj onto the domain: an activation that is exactly that projection, else a clamp."""
     low, high = domain.low, domain.high
     if low is None and high is None:
         return expr, "none"
-    if low == 0 and high is None:
-        return Relu(expr), "relu"
-    if low == 0 and high == 1:
-        return HardSigmoid(expr), "hardsigmoid"
+    for op in REGISTRY.values():
+        if op.projects_onto == (low, high):
+            return op(expr), op.op_name
     lo = sp.nsimplify(low, rational=True) if low is not None else -sp.oo
     hi = sp.nsimplify(high, rational=True) if high is not None else sp.oo
-    return Clamp(expr, lo, hi), f"clamp({low}, {high})"
+    return Clamp(expr, lo, hi), f"clamp({low:g}, {high:g})" if high is not None else f"clamp({low:g}, inf)"
 
 
-def _mask_ops_containing(expr: sp.Expr, state: sp.Symbol) -> sp.Expr:
-    """Replace every outermost operator that contains the state by a fresh dummy, so what is
-    left is polynomial in the bare state."""
-    if not expr.has(state):
-        return expr
-    if isinstance(expr, TensorOp):
-        return sp.Dummy()
-    if expr.args:
-        return expr.func(*(_mask_ops_containing(a, state) for a in expr.args))
-    return expr
+def masked_energy(terms: list[TermView], state: sp.Symbol, defs: Definitions) -> sp.Expr:
+    """The energy terms holding the state, with every operator that holds it replaced by a
+    dummy: a polynomial in the bare state."""
+    total = sp.Add(*(t.energy for t in terms))
+    return sp.expand(mask_ops_containing(defs.expand(total), state))
 
 
-def check_direct_use(energy: sp.Expr, state: sp.Symbol, definitions: dict, term_name: str, span) -> None:
-    """E304: a state may reach a nonlinearity only through a weighted operator."""
-    def walk(expr, nonlinear: Optional[str]):
-        if expr == state and nonlinear:
-            raise PcdslError(messages.SELF_NONLINEAR, diag_span(span), name=str(state), op=nonlinear,
-                             hint=f"in term `{term_name}`; predict the state instead: `{state} ~ relu(...)`")
-        if isinstance(expr, Linear):
-            return  # through a weight: a top-down term, evaluated at the current states
-        if isinstance(expr, (Relu, HardSigmoid, MaxPool, AvgPool, Flatten)) and nonlinear is None:
-            nonlinear = {Relu: "relu", HardSigmoid: "hardsigmoid", MaxPool: "maxpool", AvgPool: "avgpool",
-                         Flatten: "flatten"}[type(expr)]
-        for arg in expr.args:
-            walk(arg, nonlinear)
-    walk(expand_definitions(energy, definitions), None)
-
-
-def _gradient_poly(masked: sp.Expr, state: sp.Symbol) -> Optional[sp.Poly]:
-    """The masked gradient as a polynomial in the state; None when it is none (h**0.5, 1/h)."""
+def _as_polynomial(expr: sp.Expr, state: sp.Symbol) -> Optional[sp.Poly]:
     try:
-        return sp.Poly(masked, state)
+        return sp.Poly(expr, state)
     except sp.PolynomialError:
         return None
 
 
-def is_quadratic(energy: sp.Expr, state: sp.Symbol, definitions: dict) -> bool:
-    """Whether one term's energy is at most quadratic in the state (to point E305 at it)."""
-    gradient = energy_gradient(energy, state, definitions)
-    poly = _gradient_poly(sp.expand(_mask_ops_containing(expand_definitions(gradient, definitions), state)), state)
-    return poly is not None and poly.degree() <= 1
+def _curvature_text(poly: sp.Poly, state: sp.Symbol) -> str:
+    from ..codegen.notation import plain
+    return plain(sp.diff(poly.as_expr(), state, 2))
 
 
-def derive_rule(state: sp.Symbol, domain, energy: sp.Expr, definitions: dict, cost_term: Optional[sp.Expr],
-                own_activation: Optional[tuple[sp.Expr, sp.Expr]], span) -> UpdateRule:
-    """`own_activation` = (act(a), a) for a PCN state's own prediction, for the mod-PGD form."""
-    gradient = energy_gradient(energy, state, definitions)
-    if cost_term is not None:
-        gradient += BETA * cost_term
+def _own_nonlinearity(terms: list[TermView], state: sp.Symbol, defs: Definitions) -> Optional[str]:
+    """Why the state has no closed-form update although F is quadratic in it, or None."""
+    name = user_name(state)
+    for term in terms:
+        if term.target == name:
+            op = operator_holding(defs.expand(term.prediction), state, past_weights=True)
+            if op:
+                return f"{name} appears inside `{op}` in its own prediction"
+        elif term.target is None:
+            op = operator_holding(defs.expand(term.energy), state)
+            if op:
+                return f"{name} appears inside `{op}` in energy term `{term.name}`"
+    return None
 
-    # curvature: the coefficient of the bare state once every intermediate is expanded
-    masked = sp.expand(_mask_ops_containing(expand_definitions(gradient, definitions), state))
-    poly = _gradient_poly(masked, state)
-    if poly is None or poly.degree() > 1:
-        raise PcdslError(messages.NOT_QUADRATIC, diag_span(span), name=str(state), term=str(masked))
-    curvature = sp.nsimplify(poly.coeff_monomial(state))
-    if not (curvature.is_number and curvature.is_positive):
-        raise PcdslError(messages.BAD_CURVATURE, diag_span(span), name=str(state), curvature=curvature,
-                         hint=f"add a self term such as `0.5*sum({state}**2)` or predict it with `{state} ~ ...`")
 
+def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermView], defs: Definitions,
+                shape_of: ShapeOf, cost_grad: Optional[sp.Expr], own_activation, force_gradient: bool
+                ) -> UpdateRule:
+    """The update rule of one free state. `terms` are the energy terms that hold it; `cost_grad`
+    is dC/dh for the output; `own_activation` = (act(a), a) of its own prediction, for mod-PGD."""
+    name = user_name(state)
+    gradient = sp.Add(*(energy_gradient(t.energy, state, defs, shape_of) for t in terms))
+    if cost_grad is not None:
+        gradient += BETA * cost_grad
+    _, projection_name = projection(domain, state)
+
+    poly = _as_polynomial(masked_energy(terms, state, defs), state)
+    if poly is None:   # the builder admits integer powers only, so this is a safeguard
+        raise PcdslError(messages.BAD_EXPONENT, diag_span(terms[0].span), value="a non-integer", limit=16)
+    degree, leading = poly.degree(), poly.LC()
+    if degree < 2 or degree % 2 or not (leading.is_number and leading > 0):
+        culprit = next((t for t in terms if _degree(t, state, defs) == degree), terms[0])
+        raise PcdslError(messages.BAD_CURVATURE, diag_span(culprit.span), name=name,
+                         curvature=_curvature_text(poly, state),
+                         hint=f"add a self term such as `0.5*sum({name}**2)` or predict it with `{name} ~ ...`")
+
+    def gradient_rule(reason: str) -> UpdateRule:
+        return UpdateRule(name, "gradient", reason, gradient, projection_name)
+
+    if force_gradient:
+        return gradient_rule("the train block asks for gradient relaxation: relax(rule=gradient)")
+    own = _own_nonlinearity(terms, state, defs)
+    if own:
+        return gradient_rule(f"{own}: no closed-form update")
+    if degree > 2:
+        return gradient_rule(f"the energy has degree {degree} in {name}, so its curvature depends on {name}")
+
+    curvature = sp.nsimplify(2 * leading)
     # expand only the intermediates that hold the bare state (its own prediction error), so the
     # state cancels and the rest keeps its names
-    direct = {d: e for d, e in definitions.items() if state in _mask_ops_containing(e, state).free_symbols}
-    expanded = expand_definitions(gradient, direct)   # recursively: `h ~ 2*h + ...` nests them
-    rest = sp.expand(expanded - curvature * state, deep=False, mul=True, multinomial=False, power_exp=False,
-                     power_base=False, log=False)
-    assert state not in _mask_ops_containing(rest, state).free_symbols, rest
+    direct = Definitions()
+    for symbol, expr in defs.items():
+        if state in mask_ops_containing(expr, state).free_symbols:
+            direct.define(symbol, expr)
+    expanded = direct.expand(gradient)
+    rest = sp.expand(expanded - curvature * state, deep=False, mul=True, multinomial=False,
+                     power_exp=False, power_base=False, log=False)
+    if state in mask_ops_containing(rest, state).free_symbols:   # not linear after all
+        return gradient_rule(f"dF/d{name} is not of the form c*{name} + r")
     drive = -rest / curvature
-    update, proj_name = projection(domain, drive)
+    update, _ = projection(domain, drive)
     mod_update = None
     if own_activation is not None:
         activated, pre_activation = own_activation
-        if type(activated) is type(update) and proj_name in ("relu", "hardsigmoid"):
+        if type(activated).projects_onto == (domain.low, domain.high):
             candidate, _ = projection(domain, drive.xreplace({activated: pre_activation}))
             if candidate != update:
                 mod_update = candidate
-    return UpdateRule(str(state), gradient, curvature, drive, update, mod_update, proj_name)
+    reason = f"F is quadratic in {name} with curvature {_number(curvature)}"
+    return UpdateRule(name, "closed", reason, gradient, projection_name, curvature, update, mod_update)
+
+
+def _degree(term: TermView, state: sp.Symbol, defs: Definitions) -> int:
+    poly = _as_polynomial(sp.expand(mask_ops_containing(defs.expand(term.energy), state)), state)
+    return poly.degree() if poly is not None else -1
+
+
+def _number(value: sp.Expr) -> str:
+    return str(int(value)) if value.is_Integer else f"{float(value):g}"
+

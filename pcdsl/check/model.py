@@ -15,11 +15,14 @@ import sympy as sp
 
 from ..diagnostics import PcdslError, messages
 from ..ir.model import ModelIR, Term
+from ..ops import AvgPool, CostGrad, Interval, MaxPool, Shape, TensorOp, Total
 from ..parse.spans import diag_span
-from .algebra import AvgPool, CostGrad, HardSigmoid, MaxPool, Relu, Total, expand_definitions
-from .build import ExpressionBuilder, ParamInfo, Shape
-from .derive import UpdateRule, check_direct_use, derive_rule, is_quadratic
+from .algebra import Definitions
+from .build import ExpressionBuilder, ParamInfo
+from .derive import TermView, UpdateRule, derive_rule
+from .ranges import value_range
 from .schedule import colour_groups, feedforward_order, interaction_graph
+from .symbols import intermediate, symbol
 
 
 @dataclass
@@ -28,25 +31,28 @@ class TermInfo:
     target: Optional[str]
     energy: sp.Expr                          # scalar, in terms of the named intermediates
     line: int
+    span: object
     prediction: Optional[sp.Expr] = None     # `~` terms: the prediction f(...) in named form
     states: set[str] = field(default_factory=set)   # free states it touches
+    reads_input: bool = False
 
 
 @dataclass
 class CheckedModel:
     ir: ModelIR
-    symbols: dict[str, sp.Symbol]
+    symbols: dict[str, sp.Symbol]             # user name -> symbol (inputs, states, labels)
     shapes: dict[str, Shape]
     params: dict[str, ParamInfo]              # in creation (= source) order
     terms: list[TermInfo]
-    definitions: dict[sp.Symbol, sp.Expr]     # named intermediates, in dependency order
+    definitions: Definitions                  # named intermediates, in dependency order
     definition_lines: dict[sp.Symbol, int]
     rules: dict[str, UpdateRule]
     groups: list[list[str]]
     feedforward: Optional[list[str]]          # topological order when the free phase is a forward pass
+    free_phase: str                           # why the free phase is what it is, for people
     expr_shapes: dict[sp.Expr, Shape]
     cost_grad: sp.Expr
-    errors: dict = field(default_factory=dict)   # eps symbol -> (target state, named prediction)
+    own_activation: dict[str, tuple[sp.Expr, sp.Expr]] = field(default_factory=dict)
 
     @property
     def states(self) -> list[str]:
@@ -63,45 +69,34 @@ class CheckedModel:
             return self.shape_of(self.definitions[expr])
         raise KeyError(expr)
 
-
-def _fail_at(term: Term, message, **fields):
-    raise PcdslError(message, diag_span(term.span), **fields)
+    def term_of(self, state: str) -> Optional[TermInfo]:
+        """The `~` term that predicts `state`, if any."""
+        return next((t for t in self.terms if t.target == state), None)
 
 
 def check_model(ir: ModelIR) -> CheckedModel:
     builder = ExpressionBuilder(ir)
     free = [v.name for v in ir.free_states]
+    _check_cost(ir, builder)
 
-    cost = ir.cost
-    output, label = ir.variable(cost.output), ir.variable(cost.label)
-    if builder.shapes[label.name].value != builder.shapes[output.name].value:
-        raise PcdslError(messages.LABEL_SHAPE, diag_span(label.span), label=label.name,
-                         label_shape=builder.shapes[label.name], output=output.name,
-                         output_shape=builder.shapes[output.name])
-    if builder.shapes[output.name].rank != 1:
-        raise PcdslError(messages.RANK_MISMATCH, diag_span(output.span), op="cost",
-                         expected="a vector of class scores [classes]", got=builder.shapes[output.name])
-
-    definitions: dict[sp.Symbol, sp.Expr] = {}
+    definitions = Definitions()
     definition_lines: dict[sp.Symbol, int] = {}
-    terms: list[TermInfo] = []
     own_activation: dict[str, tuple[sp.Expr, sp.Expr]] = {}
-    errors: dict = {}
-    sources: dict[str, set[str]] = {}
+    terms: list[TermInfo] = []
+    input_symbol = builder.symbols[ir.input.name]
     for term in ir.terms:
         if term.target is not None:
             info = _pcn_term(term, builder, definitions, definition_lines, own_activation)
-            errors[sp.Symbol(f"eps_{term.target}")] = (term.target, info.prediction)
-            sources[term.target] = {s.name for s in expand_definitions(info.prediction, definitions).free_symbols
-                                    if s.name in builder.shapes and s.name != term.target}
         else:
             energy, shape = builder.build(term.energy, term)
             if shape.rank != 0 or not energy.has(Total):
                 raise PcdslError(messages.NOT_SCALAR, diag_span(term.energy.span), name=term.name)
-            info = TermInfo(term.name, None, energy, term.span.line)
-        info.states = {s.name for s in expand_definitions(info.energy, definitions).free_symbols} & set(free)
+            info = TermInfo(term.name, None, energy, term.span.line, term.span)
+        bases = definitions.bases(info.energy)
+        info.states = {name for name in free if builder.symbols[name] in bases}
+        info.reads_input = input_symbol in bases
         if not info.states:
-            _fail_at(term, messages.NO_FREE_STATE, name=term.name)
+            raise PcdslError(messages.NO_FREE_STATE, diag_span(term.span), name=term.name)
         terms.append(info)
 
     touched = set().union(*(t.states for t in terms)) if terms else set()
@@ -110,41 +105,84 @@ def check_model(ir: ModelIR) -> CheckedModel:
             raise PcdslError(messages.UNCONSTRAINED_STATE, diag_span(var.span), name=var.name,
                              hint=f"predict it (`{var.name} ~ ...`) or add an energy term with it")
 
-    total_energy = sp.Add(*(t.energy for t in terms))
-    out_symbol, label_symbol = builder.symbols[output.name], builder.symbols[label.name]
-    cost_grad = CostGrad(out_symbol, label_symbol)
+    def shape_of(expr):
+        if expr in builder.expr_shapes:
+            return builder.expr_shapes[expr]
+        return shape_of(definitions[expr])
+
+    output = ir.cost.output
+    cost_grad = CostGrad(builder.symbols[output], builder.symbols[ir.cost.label])
+    force_gradient = ir.train.relax_rule == "gradient"
     rules: dict[str, UpdateRule] = {}
     for var in ir.free_states:
-        state = builder.symbols[var.name]
-        for term, info in zip(ir.terms, terms):
-            if var.name in info.states:
-                check_direct_use(info.energy, state, definitions, info.name, term.span)
-        touching = [(t, i) for t, i in zip(ir.terms, terms) if var.name in i.states]
-        try:
-            rules[var.name] = derive_rule(state, var.domain, total_energy, definitions,
-                                          cost_grad if var.name == output.name else None,
-                                          own_activation.get(var.name), touching[0][0].span)
-        except PcdslError as err:
-            if err.code == messages.NOT_QUADRATIC.code:  # point at the term that is not quadratic
-                culprit = next((t for t, i in touching if not is_quadratic(i.energy, state, definitions)), None)
-                if culprit is not None:
-                    err.span = diag_span(culprit.span)
-            raise
+        holding = [TermView(t.name, t.target, t.energy, t.prediction, t.span) for t in terms
+                   if var.name in t.states]
+        rules[var.name] = derive_rule(builder.symbols[var.name], var.domain, holding, definitions, shape_of,
+                                      cost_grad if var.name == output else None,
+                                      own_activation.get(var.name), force_gradient)
 
     graph = interaction_graph(free, [t.states for t in terms])
-    input_name = ir.input.name
-    input_neighbours = {s for t in terms
-                        if input_name in {x.name for x in expand_definitions(t.energy, definitions).free_symbols}
-                        for s in t.states}
-    groups = colour_groups(free, graph, input_neighbours)
-    is_pcn = all(t.target is not None for t in ir.terms) and set(sources) == set(free)
-    order = feedforward_order(free, sources) if is_pcn else None
-
+    groups = colour_groups(free, graph, {s for t in terms if t.reads_input for s in t.states})
+    order, reason = _free_phase(ir, builder, terms, definitions, free)
     ordered_params = dict(sorted(builder.params.items(), key=lambda kv: _param_rank(kv[1], ir)))
     return CheckedModel(ir=ir, symbols=builder.symbols, shapes=builder.shapes, params=ordered_params,
                         terms=terms, definitions=definitions, definition_lines=definition_lines, rules=rules,
-                        groups=groups, feedforward=order, expr_shapes=builder.expr_shapes, cost_grad=cost_grad,
-                        errors=errors)
+                        groups=groups, feedforward=order, free_phase=reason, expr_shapes=builder.expr_shapes,
+                        cost_grad=cost_grad, own_activation=own_activation)
+
+
+def _check_cost(ir: ModelIR, builder: ExpressionBuilder) -> None:
+    output, label = ir.variable(ir.cost.output), ir.variable(ir.cost.label)
+    if builder.shapes[label.name].value != builder.shapes[output.name].value:
+        raise PcdslError(messages.LABEL_SHAPE, diag_span(label.span), label=label.name,
+                         label_shape=builder.shapes[label.name], output=output.name,
+                         output_shape=builder.shapes[output.name])
+    if builder.shapes[output.name].rank != 1:
+        raise PcdslError(messages.RANK_MISMATCH, diag_span(output.span), op="cost",
+                         expected="a vector of class scores [classes]", got=builder.shapes[output.name])
+
+
+def _free_phase(ir: ModelIR, builder: ExpressionBuilder, terms: list[TermInfo], definitions: Definitions,
+                free: list[str]) -> tuple[Optional[list[str]], str]:
+    """(topological order, reason) when the free equilibrium is the feedforward pass, else
+    (None, why not). It is when every term predicts one state, every state is predicted, the
+    predictions form no cycle, and every prediction can equal its state: its values lie in the
+    state's domain (the feedforward state then has E = 0, the global minimum)."""
+    energy_term = next((t for t in terms if t.target is None), None)
+    if energy_term is not None:
+        return None, f"relaxation from rest: energy term `{energy_term.name}` is not a prediction"
+    predicted = {t.target: t for t in terms}
+    missing = next((s for s in free if s not in predicted), None)
+    if missing is not None:
+        return None, f"relaxation from rest: state `{missing}` has no prediction"
+    sources = {s: {n for n in free if builder.symbols[n] in definitions.bases(predicted[s].prediction)}
+               for s in free}
+    order = feedforward_order(free, sources)
+    if order is None:
+        return None, "relaxation from rest: the predictions form a cycle"
+    ranges: dict[sp.Symbol, Interval] = {}
+
+    def of_symbol(sym):
+        if sym in ranges:
+            return ranges[sym]
+        if sym in definitions:
+            return value_range(definitions[sym], of_symbol)
+        return None
+
+    for state in order:
+        found = value_range(predicted[state].prediction, of_symbol)
+        domain = ir.variable(state).domain
+        if not found.within(Interval(domain.low, domain.high)):
+            return None, (f"relaxation from rest: the prediction of `{state}` takes values in "
+                          f"{_interval_text(found)}, outside its domain {_interval_text(Interval(domain.low, domain.high))}")
+        ranges[builder.symbols[state]] = found
+    return order, "the feedforward pass (every prediction is its state's zero-energy value)"
+
+
+def _interval_text(interval: Interval) -> str:
+    low = "-inf" if interval.low is None else f"{interval.low:g}"
+    high = "inf" if interval.high is None else f"{interval.high:g}"
+    return f"[{low}, {high}]"
 
 
 def _param_rank(param: ParamInfo, ir: ModelIR):
@@ -152,38 +190,36 @@ def _param_rank(param: ParamInfo, ir: ModelIR):
     return (term_index, param.kind == "bias", param.line)
 
 
-def _pcn_term(term: Term, builder: ExpressionBuilder, definitions, definition_lines, own_activation) -> TermInfo:
+def _pcn_term(term: Term, builder: ExpressionBuilder, definitions: Definitions, definition_lines,
+              own_activation) -> TermInfo:
     target_shape = builder.shapes[term.target]
     prediction, shape = builder.build(term.prediction, term)
     if shape.value != target_shape.value:
         raise PcdslError(messages.SHAPE_MISMATCH, diag_span(term.prediction.span), name=term.target,
                          declared=target_shape, inferred=shape.describe())
-    name = term.target
-    line = term.span.line
-    a = sp.Symbol(f"a_{name}")
-    activation = None
-    if isinstance(prediction, (Relu, HardSigmoid)):
-        activation, pre = type(prediction), prediction.args[0]
-    else:
-        pre = prediction
+    name, line = term.target, term.span.line
+    activation = prediction if isinstance(prediction, TensorOp) and prediction.elementwise else None
+    pre = activation.args[0] if activation is not None else prediction
     pools = [p for p in sp.preorder_traversal(pre) if isinstance(p, (MaxPool, AvgPool))]
     if len(pools) == 1 and not pools[0].args[0].is_Symbol:
         # name the pre-pool activity: the pool and its adjoint (unpool) both read it
         pool = pools[0]
-        z = sp.Symbol(f"z_{name}")
-        definitions[z] = pool.args[0]
+        z = definitions.define(intermediate("z", name), pool.args[0])
         definition_lines[z] = line
         builder.expr_shapes[z] = builder.expr_shapes[pool.args[0]]
         pre = pre.xreplace({pool: pool.func(z, *pool.args[1:])})
-    definitions[a] = pre
+    a = definitions.define(intermediate("a", name), pre)
     definition_lines[a] = line
     builder.expr_shapes[a] = builder.expr_shapes.get(pre, shape)
-    named_prediction = activation(a) if activation else a
-    if activation:
+    named_prediction = activation.func(a, *activation.args[1:]) if activation is not None else a
+    if activation is not None:
         own_activation[name] = (named_prediction, a)
-    eps = sp.Symbol(f"eps_{name}")
-    definitions[eps] = builder.symbols[name] - named_prediction
+    state = builder.symbols[name]
+    eps = definitions.define(intermediate("eps", name), state - named_prediction)
     definition_lines[eps] = line
     builder.expr_shapes[eps] = target_shape
     energy = sp.Rational(1, 2) * Total(eps ** 2)
-    return TermInfo(term.name, term.target, energy, line, prediction=named_prediction)
+    return TermInfo(term.name, term.target, energy, line, term.span, prediction=named_prediction)
+
+
+__all__ = ["CheckedModel", "TermInfo", "check_model", "symbol"]

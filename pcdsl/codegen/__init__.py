@@ -1,5 +1,5 @@
-"""Stage 3: CheckedModel -> source code, through generators with one small interface:
-`generator.generate(checked) -> str`."""
+"""Stage 4: Plan -> source code, through generators with one small interface:
+`generator.generate(plan) -> str`."""
 from .torch_module import TorchModuleGenerator
 
 GENERATORS = {"torch": TorchModuleGenerator()}

@@ -1,62 +1,46 @@
 # ---------------------------------------------------------------------------------------------
 # Math-like rendering of the tensor algebra for people: `pcdsl check`, generated docstrings.
-#   Linear(W, a) -> W·a     LinearT(W, v) -> Wᵀ·v     Step(a) -> [a>0]     MaxUnpool -> unpool
+#   dense -> W·a    its adjoint -> Wᵀ·v    relu' -> [a>0]    max-unpool -> unpool(v @ z)
+# Every operator renders itself (its `plain_text`); symbols show their user names, or the
+# identifiers of a generated module when a namespace is given.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
+
+from typing import Callable, Optional
 
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
+from ..check.symbols import user_name
+from ..ops import TensorOp
+from .text import signed_sum
+
 
 class PlainPrinter(StrPrinter):
-    def _print_Linear(self, expr):
-        return f"{expr.args[0]}·{self._arg(expr.args[1])}"
+    def __init__(self, name_of: Optional[Callable[[sp.Symbol], str]] = None):
+        super().__init__()
+        self.name_of = name_of or user_name
 
-    def _print_LinearT(self, expr):
-        return f"{expr.args[0]}ᵀ·{self._arg(expr.args[1])}"
+    # the interface operators print through
+    def text(self, expr) -> str:
+        return self._print(expr)
 
-    def _arg(self, expr):
+    def operand(self, expr) -> str:
         text = self._print(expr)
-        return text if expr.is_Atom or isinstance(expr, sp.Function) else f"({text})"
+        return text if expr.is_Atom or isinstance(expr, TensorOp) else f"({text})"
 
-    def _print_Relu(self, expr):
-        return f"relu({self._print(expr.args[0])})"
+    def _print_Add(self, expr, order=None):
+        # plain terms first, subtracted ones last: a_o - beta*∂C/∂o, not -beta*∂C/∂o + a_o
+        terms = sorted(sp.Add.make_args(expr), key=lambda t: t.could_extract_minus_sign())
+        return signed_sum([self._print(term) for term in terms])
 
-    def _print_HardSigmoid(self, expr):
-        return f"clamp01({self._print(expr.args[0])})"
+    def _print_Symbol(self, expr):
+        return self.name_of(expr)
 
-    def _print_Clamp(self, expr):
-        return f"clamp({self._print(expr.args[0])}, {expr.args[1]}, {expr.args[2]})"
-
-    def _print_Step(self, expr):
-        return f"[{self._print(expr.args[0])}>0]"
-
-    def _print_BoxMask(self, expr):
-        return f"[0<{self._print(expr.args[0])}<1]"
-
-    def _print_MaxPool(self, expr):
-        return f"maxpool({self._print(expr.args[0])})"
-
-    def _print_MaxUnpool(self, expr):
-        return f"unpool({self._print(expr.args[0])} @ {self._print(expr.args[1])})"
-
-    def _print_AvgPool(self, expr):
-        return f"avgpool({self._print(expr.args[0])})"
-
-    def _print_AvgPoolT(self, expr):
-        return f"avgpoolᵀ({self._print(expr.args[0])})"
-
-    def _print_Flatten(self, expr):
-        return f"flatten({self._print(expr.args[0])})"
-
-    def _print_Unflatten(self, expr):
-        return f"unflatten({self._print(expr.args[0])})"
-
-    def _print_Total(self, expr):
-        return f"sum({self._print(expr.args[0])})"
-
-    def _print_CostGrad(self, expr):
-        return f"∂C/∂{expr.args[0]}"
+    def _print_Function(self, expr):
+        # SymPy's printer skips base classes between a Function subclass and Function, so every
+        # operator node arrives here
+        return expr.plain_text(self) if isinstance(expr, TensorOp) else super()._print_Function(expr)
 
     def _print_Rational(self, expr):
         return str(float(expr)) if expr.q != 1 else str(expr.p)
@@ -64,5 +48,5 @@ class PlainPrinter(StrPrinter):
     _print_Half = _print_Rational
 
 
-def plain(expr: sp.Expr) -> str:
-    return PlainPrinter().doprint(expr)
+def plain(expr: sp.Expr, name_of: Optional[Callable[[sp.Symbol], str]] = None) -> str:
+    return PlainPrinter(name_of).doprint(expr)

@@ -1,10 +1,13 @@
 # ---------------------------------------------------------------------------------------------
-# CheckedModel -> one standalone PyTorch module (source text).
+# Plan -> one standalone PyTorch module (source text).
 #
-# The output is deterministic (same model file and sizes -> same bytes), imports only torch, and
-# is laid out the way a careful person would write it by hand: parameters with the .pc line
-# they come from, the free phase, the energies, one method per update group with the derived
-# closed-form updates (explicit adjoints, no autograd), and the EP gradient assembly.
+# The printer of the torch target: it decides nothing about what is computed (the plan did),
+# only how it reads. The output is deterministic (same model file and sizes -> same bytes),
+# imports only torch, and is laid out the way a careful person writes it by hand: the helper
+# functions it calls, parameters with the .pc line they come from, the free phase, the
+# energies, the state gradients, the relaxation with its half-sweeps unrolled and the
+# parameter gradients. The learning algorithms (EP, backprop) live in the runtime and drive
+# the module through these members (pcdsl/runtime/protocol.py).
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
@@ -14,36 +17,19 @@ from typing import Iterable, Optional
 import sympy as sp
 
 from .. import __version__
-from ..check.algebra import AvgPoolT, CostGrad, LinearT, MaxUnpool, Unflatten, expand_definitions
-from ..check.derive import BETA
-from ..check.model import CheckedModel
+from ..check.symbols import role_of, user_name
+from ..ops import COSTS, HELPERS
+from ..plan.program import Assign, HalfSweep, Plan, StateUpdate, local
+from .names import attribute_namespace, local_namespace
 from .notation import plain
 from .printer import TorchPrinter
+from .text import comment, docstring_line, literal
 
 INDENT = "    "
-
-RUNTIME_HELPERS = '''
-
-def total(t):
-    """Per-example sum over every element: [B, ...] -> [B]."""
-    return t.flatten(1).sum(1)
-
-
-def max_unpool(v, z, kernel, stride):
-    """Adjoint of max_pool2d at z: send v to the position of each window's maximum."""
-    _, indices = F.max_pool2d(z, kernel, stride, return_indices=True)
-    return F.max_unpool2d(v, indices, kernel, stride, output_size=z.shape[-2:])
-
-
-def avg_pool_adjoint(v, z, kernel, stride):
-    """Adjoint of avg_pool2d: spread each value evenly over its window (shape of z)."""
-    batch, channels = v.shape[:2]
-    ones = v.new_full((1, 1, kernel, kernel), 1.0 / (kernel * kernel))
-    out = F.conv_transpose2d(v.reshape(batch * channels, 1, *v.shape[2:]), ones, stride=stride,
-                             output_padding=tuple(z.shape[-2 + i] - ((v.shape[2 + i] - 1) * stride + kernel)
-                                                  for i in range(2)))
-    return out.reshape(batch, channels, *z.shape[-2:])
-'''
+# the readable name of each kind of plan-local value: nudge:o -> nudge_o, next:h1 -> h1_next
+_LOCAL_NAMES = {"nudge": "nudge_{}", "delta": "delta_{}", "grad": "grad_{}", "velocity": "v_{}",
+                "next": "{}_next"}
+_FIXED = {"aux:beta": "beta", "aux:relax_step": "self.RELAX_STEP", "aux:relax_momentum": "self.RELAX_MOMENTUM"}
 
 
 class Writer:
@@ -74,88 +60,111 @@ class Writer:
 
 
 class TorchModuleGenerator:
-    """The PyTorch target. `generate(checked)` returns the module source."""
+    """The PyTorch target. `generate(plan)` returns the module source."""
 
     target = "torch"
 
-    def generate(self, checked: CheckedModel) -> str:
-        return _ModuleWriter(checked).write()
+    def generate(self, plan: Plan) -> str:
+        return _ModuleWriter(plan).write()
 
 
 class _ModuleWriter:
-    def __init__(self, model: CheckedModel):
-        self.m = model
-        self.ir = model.ir
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.m = plan.model
+        self.ir = plan.model.ir
         self.w = Writer()
-        self.printer = TorchPrinter(model)
-        self.source_lines = _read_source_lines(model.ir.file)
+        self.source_lines = self.ir.text.split("\n")
+        self.locals = local_namespace()
+        self.attrs = attribute_namespace()
+        self.bias_views = {p.symbol: p.broadcast for p in self.m.params.values() if p.kind == "bias"}
+        # names in a fixed order, so that who yields to whom never depends on printing order
+        input_symbol = self.m.symbols[self.ir.input.name]
+        if self.ir.input.name == "x":
+            self.locals._given[input_symbol] = "x"      # the methods' own parameter
+        else:
+            self.locals.name(input_symbol, self.ir.input.name)
+        for state in self.m.states:
+            self.locals.name(self.m.symbols[state], state)
+        for param in self.m.params.values():
+            self.attrs.name(param.symbol, param.name)
+        for symbol in self.m.definitions:
+            self.locals.name(symbol, user_name(symbol))
+        self.printer = TorchPrinter(self.name_of, self.bias_views.get)
 
-    # ------------------------------------------------------------------ helpers
-    def p(self, expr: sp.Expr, mod_node=None) -> str:
-        if mod_node is None:
-            return self.printer.doprint(expr)
-        return TorchPrinter(self.m, mod_node).doprint(expr)
+    # ------------------------------------------------------------------ names and printing
+    def name_of(self, symbol: sp.Symbol) -> str:
+        if symbol.name in _FIXED:
+            return _FIXED[symbol.name]
+        role = role_of(symbol)
+        if role == "param":
+            return "self." + self.attrs.name(symbol, user_name(symbol))
+        if role == "label":
+            return "label"
+        if role == "aux":
+            kind, state = symbol.name.split(":", 2)[1:]
+            return self.locals.name(symbol, _LOCAL_NAMES[kind].format(self.locals[self.m.symbols[state]]))
+        return self.locals.name(symbol, user_name(symbol))
+
+    def p(self, expr: sp.Expr, mod_node: Optional[sp.Expr] = None) -> str:
+        printer = self.printer if mod_node is None else self.printer.with_mod_node(mod_node)
+        return printer.doprint(expr)
+
+    def plain(self, expr: sp.Expr) -> str:
+        """Math-like text with the module's identifiers, for docstrings and comments."""
+        return plain(expr, lambda s: self.name_of(s).removeprefix("self."))
 
     def src(self, line: int) -> str:
         text = self.source_lines[line - 1].strip() if 0 < line <= len(self.source_lines) else ""
-        return f"{self.file_name}:{line}" + (f"  {text}" if text else "")
+        return comment(f"{self.file_name}:{line}" + (f"  {text}" if text else ""))
 
     @property
     def file_name(self) -> str:
         return os.path.basename(self.ir.file)
 
-    def needed_definitions(self, exprs: Iterable[sp.Expr]) -> list[sp.Symbol]:
-        """The named intermediates these expressions use, in dependency order."""
-        needed: set[sp.Symbol] = set()
-        stack = [s for e in exprs for s in e.free_symbols if s in self.m.definitions]
-        while stack:
-            s = stack.pop()
-            if s not in needed:
-                needed.add(s)
-                stack.extend(t for t in self.m.definitions[s].free_symbols if t in self.m.definitions)
-        return [s for s in self.m.definitions if s in needed]
+    def states_read(self, exprs: Iterable[sp.Expr]) -> list[str]:
+        used: set = set()
+        for expr in exprs:
+            used |= self.m.definitions.bases(expr)
+        return [s for s in self.m.states if self.m.symbols[s] in used]
 
-    def states_used(self, exprs: Iterable[sp.Expr]) -> list[str]:
-        used: set[str] = set()
-        for e in list(exprs) + [self.m.definitions[d] for d in self.needed_definitions(exprs)]:
-            used |= {s.name for s in e.free_symbols}
-        return [s for s in self.m.states if s in used]
-
-    def unpack_states(self, names: list[str], source: str = "s") -> None:
+    def unpack_states(self, names: list[str], source: str = "states") -> None:
         if not names:
             return
-        if len(names) == 1:
-            self.w.line(f'{names[0]} = {source}["{names[0]}"]')
-        else:
-            self.w.line(", ".join(names) + " = " + ", ".join(f'{source}["{n}"]' for n in names))
+        targets = ", ".join(self.locals[self.m.symbols[n]] for n in names)
+        values = ", ".join(f"{source}[{literal(n)}]" for n in names)
+        self.w.line(f"{targets} = {values}")
 
-    def emit_definitions(self, exprs: list[sp.Expr], carried: frozenset = frozenset()) -> None:
+    def bind_input(self) -> None:
+        name = self.locals[self.m.symbols[self.ir.input.name]]
+        if name != "x":
+            self.w.line(f"{name} = x")
+
+    def assigns(self, assigns: list[Assign]) -> None:
         last_line = None
-        for symbol in self.needed_definitions(exprs):
-            line = self.m.definition_lines[symbol]
-            if line != last_line:
-                self.w.line(f"# {self.src(line)}")
-                last_line = line
-            eps = self.m.errors.get(symbol)
-            if eps is not None:
-                target, prediction = eps
-                value = f"{target} - {self.p(prediction)}"
+        for assign in assigns:
+            if assign.line is not None and assign.line != last_line:
+                self.w.line(f"# {self.src(assign.line)}")
+                last_line = assign.line
+            target = self.name_of(assign.target)
+            if assign.guard == "beta":
+                self.w.line("# the cost's pull on the output, at its current value")
+                self.w.line(f"{target} = {self.p(assign.value)} if beta else 0.0")
             else:
-                value = self.p(self.m.definitions[symbol])
-            if symbol in carried:
-                value = f'carry["{symbol.name}"] if "{symbol.name}" in carry else {value}'
-            self.w.line(f"{symbol.name} = {value}")
+                self.w.line(f"{target} = {self.p(assign.value)}")
+
+    def results_dict(self, pairs: list[tuple[str, sp.Expr]]) -> None:
+        self.w.line("return {")
+        with self.w.indent():
+            for key, expr in pairs:
+                self.w.line(f"{literal(key)}: {self.p(expr)},")
+        self.w.line("}")
+
+    def states_dict(self) -> str:
+        return "{" + ", ".join(f"{literal(s)}: {self.locals[self.m.symbols[s]]}" for s in self.m.states) + "}"
 
     # ------------------------------------------------------------------ the module
     def write(self) -> str:
-        self.header()
-        self.w.line("import math")
-        self.w.line()
-        self.w.line("import torch")
-        self.w.line("import torch.nn.functional as F")
-        self.w.block(RUNTIME_HELPERS.split("\n"))
-        self.w.line()
-        self.w.line()
         self.w.line("class Model(torch.nn.Module):")
         with self.w.indent():
             self.class_doc()
@@ -165,68 +174,90 @@ class _ModuleWriter:
             self.forward()
             self.cost()
             self.energies()
+            self.state_grads()
             self.relax()
-            for index, group in enumerate(self.m.groups):
-                self.group_update(index, group)
             self.param_grads()
-            self.ep_gradients()
-        return self.w.text()
+        body = self.w.text()
+        head = Writer()
+        self.header(head)
+        head.line("import math")
+        head.line()
+        head.line("import torch")
+        head.line("import torch.nn.functional as F")
+        for name in HELPERS:               # in their definition order: stable output
+            if name in self.printer.helpers_used:
+                head.line()
+                head.line()
+                head.block(HELPERS[name].rstrip("\n").split("\n"))
+        head.line()
+        head.line()
+        return head.text() + "\n\n" + body
 
-    def header(self) -> None:
-        self.w.line(f"# Generated by pcdsl {__version__} from {self.file_name} "
-                    f"(sha256 {self.ir.source_sha256[:16]}). Do not edit: change the .pc file and recompile.")
+    def header(self, w: Writer) -> None:
+        w.line(comment(f"# Generated by pcdsl {__version__} from {self.file_name} "
+                       f"(sha256 {self.ir.source_sha256[:16]}). Do not edit: change the .pc file and recompile."))
         sizes = ", ".join(f"{s.name}={s.value}" for s in self.ir.sizes)
         if sizes:
-            self.w.line(f"# Sizes: {sizes}")
-        self.w.line(f'"""{self.ir.name}: compiled from {self.file_name} by pcdsl.')
-        self.w.line()
+            w.line(f"# Sizes: {sizes}")
+        w.line(f'"""{self.ir.name}: compiled from {docstring_line(self.file_name)} by pcdsl.')
+        w.line()
         for index, term in enumerate(self.m.terms):
-            self.w.line(("Energy  E = " if index == 0 else "          + ") + self.term_formula(term))
-        self.w.line(f"Cost    C = {self.ir.cost.kind}({self.ir.cost.output}, {self.ir.cost.label})")
-        if self.m.definitions:
-            self.w.line("where")
-            for symbol, expr in self.m.definitions.items():
-                if symbol not in self.m.errors:
-                    self.w.line(f"    {symbol.name} = {_plain(expr)}")
-        self.w.line("Updates (alpha = 1 projected steps derived from E + beta*C; mod-PGD form where it differs):")
+            formula = (f"1/2 |{self.plain(self.m.symbols[term.target])} - {self.plain(term.prediction)}|^2"
+                       if term.target is not None else self.plain(term.energy))
+            w.line(docstring_line(("Energy  E = " if index == 0 else "          + ") + formula))
+        w.line(f"Cost    C = {self.ir.cost.kind}({self.ir.cost.output}, {self.ir.cost.label})")
+        shown = [s for s in self.m.definitions if not s.name.startswith("inter:eps:")]
+        if shown:
+            w.line("where")
+            for symbol in shown:
+                w.line(docstring_line(f"    {self.plain(symbol)} = {self.plain(self.m.definitions[symbol])}"))
+        w.line("Updates (derived from E + beta*C; closed forms are alpha = 1 projected steps, mod-PGD form "
+               "where it differs):")
         for group_index, group in enumerate(self.m.groups):
             for state in group:
                 rule = self.m.rules[state]
-                shown = rule.mod_update if rule.mod_update is not None else rule.update
-                self.w.line(f"    [group {group_index}] {state} <- {_plain(shown)}")
-        self.w.line('"""')
+                if rule.kind == "closed":
+                    shown_update = self.plain(rule.mod_update if rule.mod_update is not None else rule.update)
+                else:
+                    shown_update = f"{self._proj_text(state)}({state} - step * ∂F/∂{state})   [gradient step]"
+                w.line(docstring_line(f"    [group {group_index}] {self.plain(self.m.symbols[state])} <- {shown_update}"))
+        w.line('"""')
 
-    def term_formula(self, term) -> str:
-        if term.target is not None:
-            return f"1/2 |{term.target} - {_plain(term.prediction)}|^2"
-        return _plain(term.energy)
+    def _proj_text(self, state: str) -> str:
+        projection = self.m.rules[state].projection
+        return "" if projection == "none" else projection
 
     def class_doc(self) -> None:
         kind = ("a predictive coding network: the free phase is the feedforward pass"
-                if self.m.feedforward else "a layered energy model: the free phase is a relaxation")
+                if self.m.feedforward else "a layered energy model: the free phase is a relaxation from rest")
         self.w.line(f'"""{self.ir.name}, {kind}."""')
         self.w.line()
 
     def constants(self) -> None:
-        ir = self.ir
-        shape = self.m.shapes[ir.input.name].value
+        ir, m = self.ir, self.m
         output = ir.cost.output
-        self.w.line(f'NAME = "{ir.name}"')
-        self.w.line(f'SOURCE = "{self.file_name}"')
-        self.w.line(f'SOURCE_SHA256 = "{ir.source_sha256}"')
-        self.w.line(f"INPUT_SHAPE = {tuple(shape)}")
-        self.w.line(f"STATES = {_names(self.m.states)}")
+        groups = ", ".join(_tuple(g) for g in m.groups)
+        self.w.line(f"NAME = {literal(ir.name)}")
+        self.w.line(f"SOURCE = {literal(self.file_name)}")
+        self.w.line(f"SOURCE_SHA256 = {literal(ir.source_sha256)}")
+        self.w.line(f"INPUT_SHAPE = {tuple(m.shapes[ir.input.name].value)}")
+        self.w.line(f"STATES = {_tuple(m.states)}")
         self.w.line("STATE_SHAPES = {")
         with self.w.indent():
-            for state in self.m.states:
-                self.w.line(f'"{state}": {tuple(self.m.shapes[state].value)},')
+            for state in m.states:
+                self.w.line(f"{literal(state)}: {tuple(m.shapes[state].value)},")
         self.w.line("}")
-        self.w.line(f'OUTPUT = "{output}"')
-        self.w.line(f"NUM_CLASSES = {self.m.shapes[output].value[0]}")
-        self.w.line(f'COST = "{ir.cost.kind}"')
-        self.w.line(f"FEEDFORWARD = {bool(self.m.feedforward)}")
-        self.w.line(f"UPDATE_GROUPS = ({', '.join(_names(g) for g in self.m.groups)}{',' if len(self.m.groups) == 1 else ''})")
+        self.w.line(f"OUTPUT = {literal(output)}")
+        self.w.line(f"NUM_CLASSES = {m.shapes[output].value[0]}")
+        self.w.line(f"COST = {literal(ir.cost.kind)}")
+        self.w.line(f"FEEDFORWARD = {bool(m.feedforward)}")
+        self.w.line(f"UPDATE_GROUPS = ({groups}{',' if len(m.groups) == 1 else ''})")
+        rules = ", ".join(f"{literal(s)}: {literal(m.rules[s].kind)}" for s in m.states)
+        self.w.line(f"UPDATE_RULES = {{{rules}}}")
         self.w.line(f"FREE_STEPS = {ir.train.free_steps}")
+        self.w.line("# states relaxed by gradient steps: h <- Proj(h - RELAX_STEP * v), v <- RELAX_MOMENTUM * v + dF/dh")
+        self.w.line(f"RELAX_STEP = {self.plan.relax_step!r}")
+        self.w.line(f"RELAX_MOMENTUM = {self.plan.relax_momentum!r}")
         self.w.line()
 
     def init(self) -> None:
@@ -240,7 +271,7 @@ class _ModuleWriter:
                     self.w.line(f"# {self.src(term_lines[param.owner])}")
                     last_owner = param.owner
                 dims = ", ".join(str(d) for d in param.shape)
-                self.w.line(f"self.{param.name} = torch.nn.Parameter(torch.empty({dims}))")
+                self.w.line(f"{self.name_of(param.symbol)} = torch.nn.Parameter(torch.empty({dims}))")
             self.w.line("self.reset_parameters()")
         self.w.line()
 
@@ -252,7 +283,7 @@ class _ModuleWriter:
         with self.w.indent():
             for param in self.m.params.values():
                 fan, gain = _init_of(self.m, param)
-                self.w.line(f'("{param.name}", {fan}, {gain!r}),')
+                self.w.line(f"({literal(self.attrs[param.symbol])}, {fan}, {gain!r}),")
         self.w.line(")")
         self.w.line()
         self.w.line("def reset_parameters(self, generator=None):")
@@ -268,55 +299,57 @@ class _ModuleWriter:
     def forward(self) -> None:
         self.w.line("def forward(self, x, steps=None):")
         with self.w.indent():
-            if self.m.feedforward:
+            phase = self.plan.forward
+            if phase is not None:
                 self.w.line('"""Free phase: the feedforward pass, the zero-energy equilibrium (`steps` is unused)."""')
                 self.bind_input()
-                for state in self.m.feedforward:
-                    term = next(t for t in self.m.terms if t.target == state)
-                    self.emit_definitions([term.prediction])
-                    self.w.line(f"{state} = {self.p(term.prediction)}")
-                self.w.line("return {" + ", ".join(f'"{s}": {s}' for s in self.m.states) + "}")
+                self.assigns(phase.body)
+                self.w.line(f"return {self.states_dict()}")
             else:
-                self.w.line('"""Free phase: relax from the zero state with beta = 0."""')
-                self.w.line("batch = x.shape[0]")
-                self.w.line("states = {name: x.new_zeros((batch, *shape)) for name, shape in self.STATE_SHAPES.items()}")
-                self.w.line("return self.relax(x, states, None, 0.0, self.FREE_STEPS if steps is None else steps)")
+                self.w.line('"""Free phase: relax from rest at beta = 0 (FREE_STEPS iterations unless `steps`)."""')
+                self.w.line("return self.relax(x, self.initial_states(x), None, 0.0, "
+                            "self.FREE_STEPS if steps is None else steps)")
         self.w.line()
+        if phase is None:
+            self.w.line("def initial_states(self, x):")
+            with self.w.indent():
+                self.w.line('"""Where a relaxation from rest starts: every state at the point of its domain nearest 0."""')
+                self.w.line("batch = x.shape[0]")
+                self.w.line("return {")
+                with self.w.indent():
+                    for state in self.m.states:
+                        shape = ", ".join(str(d) for d in self.m.shapes[state].value)
+                        rest = self.plan.rest_values[state]
+                        value = "x.new_zeros" if rest == 0 else "x.new_full"
+                        fill = "" if rest == 0 else f", {rest!r}"
+                        self.w.line(f"{literal(state)}: {value}((batch, {shape}){fill}),")
+                self.w.line("}")
+            self.w.line()
 
     def cost(self) -> None:
         out, classes = self.ir.cost.output, self.m.shapes[self.ir.cost.output].value[0]
+        cost = COSTS[self.ir.cost.kind]
+        self.printer.helpers_used.update(cost.helpers)
         self.w.line("def cost(self, states, label):")
         with self.w.indent():
-            self.w.line(f'"""Per-example cost {self.ir.cost.kind}({out}, label), shape [B]."""')
-            if self.ir.cost.kind == "cross_entropy":
-                self.w.line(f'return F.cross_entropy(states["{out}"], label, reduction="none")')
-            else:
-                self.w.line(f'{out} = states["{out}"]')
-                self.w.line(f"return 0.5 * total(({out} - F.one_hot(label, {classes}).to({out}.dtype)) ** 2)")
+            self.w.line(f'"""Per-example cost {self.ir.cost.kind}({docstring_line(out)}, label), shape [B]."""')
+            self.w.line(f"return {cost.torch_cost(f'states[{literal(out)}]', classes)}")
         self.w.line()
-        self.w.line(f"def cost_grad(self, {out}, label):")
+        self.w.line("def cost_grad(self, output, label):")
         with self.w.indent():
-            self.w.line(f'"""dC/d{out} at the current output state."""')
-            target = f"F.one_hot(label, {classes}).to({out}.dtype)"
-            if self.ir.cost.kind == "cross_entropy":
-                self.w.line(f"return torch.softmax({out}, dim=1) - {target}")
-            else:
-                self.w.line(f"return {out} - {target}")
+            self.w.line(f'"""dC/d{docstring_line(out)} at the current output state: {cost.gradient}."""')
+            self.w.line(f"return {cost.torch_grad('output', classes)}")
         self.w.line()
 
     def energies(self) -> None:
+        phase = self.plan.energies
         self.w.line("def energies(self, x, states):")
         with self.w.indent():
             self.w.line('"""Per-term energy, each of shape [B]."""')
-            exprs = [t.energy for t in self.m.terms]
             self.bind_input()
-            self.unpack_states(self.states_used(exprs), "states")
-            self.emit_definitions(exprs)
-            self.w.line("return {")
-            with self.w.indent():
-                for term in self.m.terms:
-                    self.w.line(f'"{term.name}": {self.p(term.energy)},')
-            self.w.line("}")
+            self.unpack_states(self.states_read(e for _, e in phase.results))
+            self.assigns(phase.body)
+            self.results_dict(phase.results)
         self.w.line()
         self.w.line("def energy(self, x, states):")
         with self.w.indent():
@@ -324,191 +357,115 @@ class _ModuleWriter:
             self.w.line("return sum(self.energies(x, states).values())")
         self.w.line()
 
-    def bind_input(self) -> None:
-        if self.ir.input.name != "x":
-            self.w.line(f"{self.ir.input.name} = x")
+    def state_grads(self) -> None:
+        phase = self.plan.state_grads
+        self.w.line("def state_grads(self, x, states, label=None, beta=0.0):")
+        with self.w.indent():
+            self.w.line('"""dF/dh of F = E + beta * C at `states`, for every state (derived, explicit adjoints)."""')
+            self.bind_input()
+            self.unpack_states(self.states_read([e for _, e in phase.results] + [a.value for a in phase.body]))
+            self.assigns(phase.body)
+            self.results_dict(phase.results)
+        self.w.line()
+
+    # ------------------------------------------------------------------ the relaxation
+    def update_text(self, update: StateUpdate) -> str:
+        return self.p(update.value, update.mod_node)
+
+    def sweep_updates(self, sweep: HalfSweep, into_next: bool) -> None:
+        for update in sweep.updates:
+            if update.velocity is not None:
+                self.assigns([update.velocity])
+            if update.note:
+                self.w.line(f"# {comment(update.note)}")
+            if update.mod_node is not None:
+                pre = self.plain(update.mod_node.args[0])
+                self.w.line(f"# mod-PGD projects {pre} + delta; PGD projects {self.plain(update.mod_node)} + delta")
+            target = self.name_of(update.symbol)
+            if into_next:
+                target = self.name_of(_next(update.symbol))
+            self.w.line(f"{target} = {self.update_text(update)}")
 
     def relax(self) -> None:
+        relaxation = self.plan.relaxation
         self.w.line("def relax(self, x, states, label, beta, steps, mod=True, synchronous=False):")
         with self.w.indent():
-            self.w.line('"""`steps` closed-form (alpha = 1) projected updates of F = E + beta * C."""')
-            groups = ", ".join(f"self._update_group{i}" for i in range(len(self.m.groups)))
-            self.w.line("s = dict(states)")
-            self.w.line(f"groups = ({groups}{',' if len(self.m.groups) == 1 else ''})")
-            self.w.line("carry = {}")
-            self.w.line("for _ in range(steps):")
-            with self.w.indent():
-                self.w.line("if synchronous:  # every group reads the same old states")
-                with self.w.indent():
-                    self.w.line("new = {}")
-                    self.w.line("for update in groups:")
-                    with self.w.indent():
-                        self.w.line("new.update(update(x, s, label, beta, mod, {})[0])")
-                    self.w.line("s.update(new)")
-                self.w.line("else:  # asynchronous: each group reads what the previous group wrote")
-                with self.w.indent():
-                    self.w.line("for update in groups:")
-                    with self.w.indent():
-                        self.w.line("new, carry = update(x, s, label, beta, mod, carry)")
-                        self.w.line("s.update(new)")
-            self.w.line("return s")
-        self.w.line()
-
-    def group_exprs(self, group: list[str]) -> tuple[list[sp.Expr], dict]:
-        """The update expressions of a group, with the cost's pull named `nudge_<state>`."""
-        nudge = {r.state: sp.Symbol(f"nudge_{r.state}") for r in (self.m.rules[s] for s in group)
-                 if r.update.has(CostGrad)}
-        return [self._with_nudge(self.m.rules[s].update, nudge.get(s)) for s in group], nudge
-
-    def carried_into(self, index: int) -> list[sp.Symbol]:
-        """Intermediates group `index` can take from the half-sweep before it: those that group
-        also needs and whose inputs that group's update left unchanged (METHOD.md section 6:
-        with cached pre-activations an iteration costs one forward and one transposed pass)."""
-        groups = self.m.groups
-        previous = (index - 1) % len(groups)
-        before = set(self.needed_definitions(self.group_exprs(groups[previous])[0]))
-        changed = set(groups[previous])
-        return [d for d in self.needed_definitions(self.group_exprs(groups[index])[0])
-                if d in before and not (self.dependencies(d) & changed)]
-
-    def dependencies(self, symbol: sp.Symbol) -> set[str]:
-        expr = expand_definitions(self.m.definitions[symbol], self.m.definitions)
-        return {s.name for s in expr.free_symbols} & set(self.m.states)
-
-    def group_update(self, index: int, group: list[str]) -> None:
-        rules = [self.m.rules[s] for s in group]
-        exprs_named, nudge = self.group_exprs(group)
-        carried_in = self.carried_into(index)
-        carried_out = self.carried_into((index + 1) % len(self.m.groups))
-        self.w.line(f"def _update_group{index}(self, x, s, label, beta, mod, carry):")
-        with self.w.indent():
-            self.w.line(f'"""Update group {index}: {", ".join(group)} (no two interact, so this half-sweep is exact).')
+            self.w.line('"""`steps` iterations of the update rules of F = E + beta * C, from `states`.')
             self.w.line()
-            self.w.line("`carry` holds intermediates the previous half-sweep computed from states this one")
-            self.w.line('has not changed; returns the new states and the carry for the next half-sweep."""')
+            self.w.line("Asynchronous (the default): the update groups in turn, each reading what the one before")
+            self.w.line("wrote; synchronous: every group from the same old states. `mod` selects mod-PGD for the")
+            self.w.line('closed-form updates that have one."""')
             self.bind_input()
-            self.unpack_states(self.states_used(exprs_named + [self.m.cost_grad] * bool(nudge)))
-            self.emit_definitions(exprs_named, carried=set(carried_in))
-            for state, symbol in nudge.items():
-                self.w.line("# the cost's pull on the output, at its current value")
-                self.w.line(f"{symbol.name} = beta * self.cost_grad({state}, label) if beta else 0.0")
-            for rule, expr in zip(rules, exprs_named):
-                mod_node = _own_activation(self.m, rule.state) if rule.mod_update is not None else None
-                expr = self._split_delta(rule, expr)
-                if mod_node is not None:
-                    pre = _plain(mod_node.args[0])
-                    self.w.line(f"# mod-PGD projects {pre} + delta; PGD projects {_plain(mod_node)} + delta")
-                self.w.line(f"{rule.state}_next = {self.p(expr, mod_node)}")
-            new_states = "{" + ", ".join(f'"{s}": {s}_next' for s in group) + "}"
-            carry = "{" + ", ".join(f'"{d.name}": {d.name}' for d in carried_out) + "}"
-            self.w.line(f"return {new_states}, {carry}")
+            self.unpack_states(self.m.states)
+            if relaxation.invariants:
+                self.w.line("# loop invariants: they depend only on the input and the parameters")
+                self.assigns(relaxation.invariants)
+            for velocity in relaxation.velocities:
+                state = velocity.name.split(":", 2)[2]
+                self.w.line(f"{self.name_of(velocity)} = torch.zeros_like({self.locals[self.m.symbols[state]]})")
+            if len(relaxation.sweeps) == 1:
+                self.w.line("# one update group: the synchronous and asynchronous traversals coincide")
+                self.loop(relaxation.sweeps, relaxation.prologue)
+            else:
+                self.w.line("if synchronous:")
+                with self.w.indent():
+                    self.synchronous_loop(relaxation.synchronous)
+                self.w.line("else:")
+                with self.w.indent():
+                    self.loop(relaxation.sweeps, relaxation.prologue)
+            self.w.line(f"return {self.states_dict()}")
         self.w.line()
 
-    def _split_delta(self, rule, expr: sp.Expr) -> sp.Expr:
-        """Name the top-down drive: h <- Proj(own prediction + delta_h), as in METHOD.md."""
-        own = _own_activation(self.m, rule.state)
-        if own is None or rule.curvature != 1:
-            return expr
-        inner = expr.args[0] if rule.projection != "none" else expr
-        parts = sp.Add.make_args(inner)
-        if own not in parts:
-            return expr
-        delta = sp.Add(*(p for p in parts if p != own))
-        if not delta.atoms(LinearT, MaxUnpool, AvgPoolT, Unflatten):
-            return expr
-        symbol = sp.Symbol(f"delta_{rule.state}")
-        self.w.line(f"{symbol.name} = {self.p(delta)}")
-        projected = own + symbol
-        return expr.func(projected, *expr.args[1:]) if rule.projection != "none" else projected
+    def synchronous_loop(self, sweep: HalfSweep) -> None:
+        self.w.line("for _ in range(steps):")
+        with self.w.indent():
+            self.assigns(sweep.body)
+            self.sweep_updates(sweep, into_next=True)
+            names = [self.name_of(u.symbol) for u in sweep.updates]
+            nexts = [self.name_of(_next(u.symbol)) for u in sweep.updates]
+            self.w.line(f"{', '.join(names)} = {', '.join(nexts)}")
 
-    @staticmethod
-    def _with_nudge(expr: sp.Expr, symbol: Optional[sp.Symbol]) -> sp.Expr:
-        if symbol is None:
-            return expr
-        return expr.replace(lambda e: isinstance(e, sp.Mul) and e.has(CostGrad) and BETA in e.args,
-                            lambda e: symbol * (e / (BETA * next(a for a in e.args if isinstance(a, CostGrad)))))
+    def loop(self, sweeps: list[HalfSweep], prologue: list[Assign]) -> None:
+        if prologue:
+            self.w.line("# read by the first half-sweep; later iterations carry them from the last one")
+            self.assigns(prologue)
+        self.w.line("for _ in range(steps):")
+        with self.w.indent():
+            for sweep in sweeps:
+                if len(sweeps) > 1:
+                    reused = ""
+                    if sweep.reused:
+                        reused = f" (reuses {', '.join(self.name_of(s) for s in sweep.reused)})"
+                    self.w.line(f"# half-sweep {sweep.index + 1} of {len(sweeps)}: "
+                                f"{', '.join(comment(s) for s in sweep.states)}{reused}")
+                self.assigns(sweep.body)
+                self.sweep_updates(sweep, into_next=False)
 
     def param_grads(self) -> None:
         self.w.line("def param_grads(self, x, states):")
         with self.w.indent():
-            self.w.line('"""dE/dtheta of the batch-mean energy at fixed states (autograd: no relaxation here)."""')
-            self.w.line("return self._energy_and_param_grads(x, states)[1]")
-        self.w.line()
-        self.w.line("def _energy_and_param_grads(self, x, states):")
-        with self.w.indent():
+            self.w.line('"""dE/dtheta of the batch-mean energy at fixed states, with that energy (autograd on the')
+            self.w.line('energy alone: no relaxation is differentiated). Gradients in parameters() order."""')
             self.w.line("states = {name: h.detach() for name, h in states.items()}")
             self.w.line("params = list(self.parameters())")
             self.w.line("with torch.enable_grad():")
             with self.w.indent():
                 self.w.line("energy = self.energy(x.detach(), states).mean()")
                 self.w.line("grads = torch.autograd.grad(energy, params, allow_unused=True)")
-            self.w.line("grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]")
-            self.w.line("return energy.detach(), grads")
-        self.w.line()
-
-    def ep_gradients(self) -> None:
-        self.w.block(EP_GRADIENTS.split("\n"))
+            self.w.line("return energy.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]")
 
 
-EP_GRADIENTS = '''def ep_gradients(self, x, label, beta, steps, scheme="centered", mod=True, synchronous=False,
-                 free_steps=None, generator=None):
-    """Equilibrium propagation's estimate of d mean(C) / d theta at the free equilibrium.
-
-    centered: (dF/dtheta at +beta - dF/dtheta at -beta) / (2 beta), error O(beta^2);
-    forward / backward: one nudged phase at +beta / -beta against the free state;
-    random: forward or backward, the sign drawn once per call from `generator`.
-    """
-    with torch.no_grad():
-        free = self.forward(x, free_steps)
-        loss = self.cost(free, label).mean()
-    if scheme == "random":
-        scheme = ("forward", "backward")[torch.randint(0, 2, (1,), generator=generator).item()]
-    if scheme not in ("centered", "forward", "backward"):
-        raise ValueError(f"unknown EP scheme {scheme!r}: centered, forward, backward or random")
-    upper = beta if scheme in ("centered", "forward") else 0.0
-    lower = -beta if scheme in ("centered", "backward") else 0.0
-    grads_upper = self._nudged_param_grads(x, free, label, upper, steps, mod, synchronous, loss)
-    grads_lower = self._nudged_param_grads(x, free, label, lower, steps, mod, synchronous, loss)
-    scale = 1.0 / (upper - lower)
-    grads = [(gu - gl) * scale for gu, gl in zip(grads_upper, grads_lower)]
-    return {"grads": grads, "loss": loss, "free": free}
-
-def _nudged_param_grads(self, x, free, label, beta, steps, mod, synchronous, free_loss):
-    """dE/dtheta at the equilibrium reached from the free state at `beta`; refuses a relaxation
-    that diverged instead of turning it into a gradient."""
-    if beta == 0.0 and self.FEEDFORWARD:
-        # the feedforward state has zero prediction error, so dE/dtheta = 0 there
-        return [torch.zeros_like(p) for p in self.parameters()]
-    with torch.no_grad():
-        states = free if beta == 0.0 else self.relax(x, free, label, beta, steps, mod, synchronous)
-    for name, h in states.items():
-        if not torch.isfinite(h).all():
-            raise FloatingPointError(
-                f"the relaxation at beta={beta:g} diverged: state {name} is not finite after {steps} steps")
-    energy, grads = self._energy_and_param_grads(x, states)
-    if self.FEEDFORWARD:
-        # E grows from 0 at the free state to about beta^2 |dC|^2 / 2; orders of magnitude past
-        # |beta| * C means the fixed-point iteration is running away (METHOD.md section 3).
-        bound = 1e3 * abs(beta) * (float(free_loss) + 1.0)
-        if not float(energy) <= bound:
-            raise FloatingPointError(
-                f"the relaxation at beta={beta:g} diverged: energy {float(energy):.3g} after {steps} steps "
-                f"(bound {bound:.3g})")
-    return grads'''
+def _next(symbol: sp.Symbol) -> sp.Symbol:
+    return local("next", user_name(symbol))
 
 
-def _names(names) -> str:
-    """A tuple of names as Python source, in double quotes like the rest of the module."""
-    quoted = ", ".join(f'"{n}"' for n in names)
+def _tuple(names) -> str:
+    """A tuple of names as Python source."""
+    quoted = ", ".join(literal(n) for n in names)
     return f"({quoted},)" if len(names) == 1 else f"({quoted})"
 
 
-def _own_activation(model: CheckedModel, state: str):
-    term = next((t for t in model.terms if t.target == state), None)
-    return term.prediction if term is not None else None
-
-
-def _init_of(model: CheckedModel, param) -> tuple[int, float]:
+def _init_of(model, param) -> tuple[int, float]:
     cfg = model.ir.train
     if param.kind == "bias":
         weights = [p for p in model.params.values() if p.owner == param.owner and p.kind != "bias"]
@@ -520,14 +477,4 @@ def _init_of(model: CheckedModel, param) -> tuple[int, float]:
     return fan, float(gain)
 
 
-def _plain(expr: sp.Expr) -> str:
-    """Short math-like rendering for comments and `pcdsl check`."""
-    return plain(expr)
-
-
-def _read_source_lines(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except OSError:
-        return []
+__all__ = ["TorchModuleGenerator"]

@@ -97,6 +97,11 @@ OUTPUT_IS_STATE = _m("E121", "`{name}` is {role}; the {what} must be {expected}"
                      "The cost reads a free output state and a label; a cost naming an input or state "
                      "in the wrong place is rejected.")
 
+BAD_NUMBER = _m("E122", "`{text}` is not a usable number: {problem}",
+                "Numbers in a model file (and constants computed from them) must be finite and fit a "
+                "float32 model: magnitudes up to 3.4e38, and non-zero values no smaller than 1.2e-38, "
+                "which would otherwise round to zero on the way to the device.")
+
 # -- E2xx: shapes -----------------------------------------------------------------------------
 SHAPE_MISMATCH = _m("E201", "`{name}` is declared {declared} but its prediction has shape {inferred}",
                     "The shape inferred for a prediction must equal the declared shape of its state "
@@ -114,31 +119,43 @@ LABEL_SHAPE = _m("E206", "label `{label}` has shape {label_shape} but output `{o
                  "The label's shape is the number of classes and must equal the output's shape.")
 FRACTIONAL_DIM = _m("E207", "dimension `{expr}` of `{name}` is {value} at {where}, not a positive integer",
                     "A symbolic dimension must evaluate to a positive integer at the sizes' values.")
+TOO_LARGE = _m("E208", "{what} would hold {count} elements, more than the 2^31 - 1 a tensor may",
+               "A state, an intermediate result or a parameter is limited to 2^31 - 1 elements (and "
+               "all parameters together to 2^32), so that a typo such as an extra digit in a size "
+               "is an error here, not an exhausted memory at the first batch.")
 
 # -- E3xx: energies and derived update rules --------------------------------------------------
 NOT_SCALAR = _m("E301", "energy `{name}` is not a scalar: wrap tensor expressions in sum(...)",
                 "Every energy term must reduce to one number per example; `sum(...)` reduces.")
 NO_FREE_STATE = _m("E302", "energy `{name}` touches no free state",
                    "A term that depends only on the input and parameters does not affect the states.")
-BAD_CURVATURE = _m("E303", "the energy's curvature in `{name}` is {curvature}, not a positive constant",
-                   "The closed-form update h <- Proj(h - dF/dh / c) needs F quadratic in h with "
-                   "constant curvature c > 0, e.g. a term 0.5*sum(h**2) or a `~` prediction of h.")
-SELF_NONLINEAR = _m("E304", "`{name}` appears inside `{op}` in its own term: no closed-form update",
-                    "A state may enter nonlinearities only through a weighted operator (dense, conv), as "
-                    "in a prediction of the layer above; `relu(h)` of the state itself breaks the "
-                    "alpha = 1 step.")
-NOT_QUADRATIC = _m("E305", "the energy is not quadratic in `{name}` (term `{term}`)",
-                   "Powers above 2 or products of a state with itself (beyond h**2) have no "
-                   "closed-form block update.")
+BAD_CURVATURE = _m("E303", "the energy is not bounded below in `{name}`: its curvature there is {curvature}",
+                   "A state's equilibrium needs an energy that grows in every direction of the state: "
+                   "its highest power must be even, with a positive constant coefficient, as in a "
+                   "self term 0.5*sum(h**2) or a `~` prediction of h. A linear or negative term alone "
+                   "runs away (or sticks to a bound of the domain), and EP's estimate is then no "
+                   "gradient.")
+BAD_EXPONENT = _m("E305", "a tensor's exponent must be an integer from 1 to {limit}, got {value}",
+                  "`t ** n` raises every element of a tensor to the power n, which must be a whole "
+                  "number from 1 to 16: a root or a negative power of a state has no energy that a "
+                  "relaxation can minimise safely, and huge exponents are refused before the "
+                  "compiler expands them.")
 NON_SUM_TENSOR = _m("E306", "`{op}` needs a tensor argument; got a scalar",
                     "sum(...) of a scalar, or a tensor operator applied to a number.")
 SUM_OUTSIDE = _m("E307", "sum(...) inside a tensor expression",
                  "sum reduces a term to a scalar and may only appear at the top of an energy term "
                  "(possibly scaled and added).")
 
+# Codes that are no longer raised. Their numbers are never given to another message.
+RETIRED: dict[str, str] = {
+    "E304": "A state inside a nonlinearity of its own term (`relu(h)` in h's term, `h ~ relu(h + x)`) "
+            "was refused for lack of a closed-form update. Since pcdsl 0.2 such a state is relaxed "
+            "by projected gradient steps instead; `pcdsl check` says which rule each state uses.",
+}
+
 # -- E4xx: the train block --------------------------------------------------------------------
 UNKNOWN_SETTING = _m("E401", "unknown train setting `{name}`",
-                     "The train block accepts: " "ep, bp, sgd, cosine, constant, init, init_gain, augment, "
+                     "The train block accepts: " "ep, bp, relax, sgd, cosine, constant, init, init_gain, augment, "
                      "normalize, batch, eval_batch, epochs, seed, pad, keep_checkpoints.")
 UNKNOWN_SETTING_ARG = _m("E402", "`{setting}` has no argument `{key}`",
                          "A train setting got a keyword it does not know.")

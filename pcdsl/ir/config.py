@@ -25,6 +25,11 @@ class TrainConfig(BaseModel):
                             "equilibrium is not a feedforward pass (Hopfield-type energies)")
     update: Literal["modpgd", "pgd"] = "modpgd"
     traversal: Literal["async", "sync"] = "async"
+    # states without a closed-form update (or all, with relax_rule=gradient) take projected
+    # gradient steps h <- Proj(h - relax_step * v), v <- relax_momentum * v + dF/dh
+    relax_rule: Literal["auto", "gradient"] = "auto"
+    relax_step: float = Field(0.1, gt=0, description="step size of gradient relaxation")
+    relax_momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum of gradient relaxation")
 
     # optimiser and schedule
     optimizer: Literal["sgd"] = "sgd"

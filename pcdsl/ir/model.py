@@ -8,7 +8,7 @@
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Callable, Iterator, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,6 +72,29 @@ for _cls in (Binary, Neg, Call):
     _cls.model_rebuild()
 
 
+# -- the one walker over expressions: every pass that looks into an expression uses these -----
+def children(expr) -> tuple:
+    """The subexpressions of an expression node, in source order (operator options excluded)."""
+    if isinstance(expr, Binary):
+        return (expr.left, expr.right)
+    if isinstance(expr, Neg):
+        return (expr.operand,)
+    if isinstance(expr, Call):
+        return tuple(expr.args)
+    return ()
+
+
+def walk(expr) -> Iterator:
+    """Every node of an expression, parents before children, in source order."""
+    yield expr
+    for child in children(expr):
+        yield from walk(child)
+
+
+def find_first(expr, predicate: Callable) -> Optional["Expr"]:
+    return next((node for node in walk(expr) if predicate(node)), None)
+
+
 class Size(_Node):
     name: str
     value: int
@@ -111,6 +134,7 @@ class Cost(_Node):
 class ModelIR(BaseModel):
     name: str
     file: str
+    text: str                      # the model file's text (comments in generated code quote it)
     source_sha256: str
     sizes: list[Size]
     variables: list[Variable]

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+
+import lark
 
 from ..diagnostics import PcdslError, messages
-from ..ir.model import ModelIR
-from .lower import Lowerer
 from .parser import parse_text
+
+__all__ = ["read_model_file", "declared_sizes", "parse_text"]
 
 
 def read_model_file(path: str | Path) -> str:
@@ -24,9 +25,8 @@ def read_model_file(path: str | Path) -> str:
         raise PcdslError(messages.FILE_UNREADABLE, reason=err.strerror or str(err)).located(str(path), None)
 
 
-def lower_text(text: str, file: str = "<input>", overrides: Optional[dict[str, Any]] = None) -> ModelIR:
-    try:
-        tree = parse_text(text)
-        return Lowerer(file, text).lower(tree, overrides or {})
-    except PcdslError as err:
-        raise err.located(file, text)
+def declared_sizes(tree: lark.Tree) -> set[str]:
+    """The sizes a parsed file declares (what `--set NAME=VALUE` may name besides train keys)."""
+    model = tree.children[0]
+    return {str(item.children[0]) for item in model.children[1:]
+            if isinstance(item, lark.Tree) and item.data == "size_decl"}

@@ -19,29 +19,18 @@ from typing import Any, Optional
 import lark
 
 from ..diagnostics import did_you_mean, messages
+from ..ir.model import (Bias, Binary, Call, Cost, Domain, ModelIR, Neg, Number, Ref, Size,
+                        SourceSpan, Term, Variable, walk)
+from ..ir.numbers import MAX_ELEMENTS as MAX_SIZE, unrepresentable
+from ..ops import COSTS as _COSTS
+from ..ops import REGISTRY, Add
 from .spans import fail, to_span
 from .train_block import lower_train_block
-from ..ir.config import TrainConfig
-from ..ir.model import (Bias, Binary, Call, Cost, Domain, ModelIR, Neg, Number, Ref, Size,
-                        SourceSpan, Term, Variable)
 
-# positional arity and keyword options (with defaults) of every built-in operator
-OPERATORS: dict[str, tuple[int, dict[str, Optional[int]]]] = {
-    "dense": (2, {}),
-    "conv": (2, {"k": 3, "stride": 1, "pad": 0}),
-    "maxpool": (2, {"stride": None}),
-    "avgpool": (2, {"stride": None}),
-    "flatten": (1, {}),
-    "relu": (1, {}),
-    "hardsigmoid": (1, {}),
-    "identity": (1, {}),
-    "sum": (1, {}),
-    "add": (-2, {}),          # two or more
-}
-WEIGHTED = {"dense", "conv"}
-COSTS = ("squared_error", "cross_entropy")
-RESERVED = set(OPERATORS) | {"bias", "model", "state", "input", "output", "label", "size",
-                             "def", "energy", "cost", "train", "in", "true", "false"}
+COSTS = tuple(_COSTS)
+# names a model cannot declare: the operators, `bias`, and the words of the language
+RESERVED = set(REGISTRY) | {"bias", "model", "state", "input", "output", "label", "size",
+                            "def", "energy", "cost", "train", "in", "true", "false"}
 
 
 @dataclass
@@ -108,11 +97,11 @@ class Lowerer:
         model_span = to_span(model.meta)
 
         self._require_structure(str(name_token), variables, cost, model_span)
-        config, spans = self._train(train, overrides, {v.name for v in variables})
-        return ModelIR(name=str(name_token), file=self.file,
+        config = lower_train_block(train, overrides, {v.name for v in variables})
+        return ModelIR(name=str(name_token), file=self.file, text=self.text,
                        source_sha256=hashlib.sha256(self.text.encode()).hexdigest(),
                        sizes=sizes, variables=variables, terms=terms, cost=cost, train=config,
-                       train_spans=spans, span=model_span)
+                       span=model_span)
 
     # ------------------------------------------------------------------ declarations
     @staticmethod
@@ -145,6 +134,9 @@ class Lowerer:
             number = overrides[str(token)]
         if number <= 0:
             fail(messages.BAD_SIZE, value, problem=f"size `{token}` must be a positive integer, got {number}")
+        if number > MAX_SIZE:
+            fail(messages.BAD_SIZE, value, problem=f"size `{token}` = {number} is larger than any tensor may be "
+                 f"({MAX_SIZE:,} elements)")
         return Size(name=str(token), value=number, span=to_span(token))
 
     def _variable(self, item) -> Variable:
@@ -158,6 +150,10 @@ class Lowerer:
                 bounds = [float(c.children[0]) for c in child.children]
                 if not all(math.isfinite(b) for b in bounds):
                     fail(messages.BAD_DOMAIN, child.meta, problem="a domain bound must be a finite number")
+                for bound_tree, bound in zip(child.children, bounds):
+                    problem = unrepresentable(bound)
+                    if problem:
+                        fail(messages.BAD_NUMBER, bound_tree.meta, text=str(bound_tree.children[0]), problem=problem)
                 if child.data == "lower_bound":
                     domain = Domain(low=bounds[0])
                 else:
@@ -175,21 +171,13 @@ class Lowerer:
         return expr
 
     def _require_size_expr(self, expr) -> None:
-        if isinstance(expr, Number):
-            return
-        if isinstance(expr, Ref):
-            if self.declared[expr.name][0] != "size":
-                fail(messages.BAD_SIZE, expr.span,
-                     problem=f"`{expr.name}` is {_a(self.declared[expr.name][0])}, not a size")
-            return
-        if isinstance(expr, Binary):
-            self._require_size_expr(expr.left)
-            self._require_size_expr(expr.right)
-            return
-        if isinstance(expr, Neg):
-            self._require_size_expr(expr.operand)
-            return
-        fail(messages.BAD_SIZE, expr.span, problem="a shape dimension may only use numbers, sizes and + - * /")
+        for node in walk(expr):
+            if isinstance(node, Ref) and self.declared[node.name][0] != "size":
+                fail(messages.BAD_SIZE, node.span,
+                     problem=f"`{node.name}` is {_a(self.declared[node.name][0])}, not a size")
+            if not isinstance(node, (Number, Ref, Binary, Neg)):
+                fail(messages.BAD_SIZE, node.span,
+                     problem="a shape dimension may only use numbers, sizes and + - * /")
 
     # ------------------------------------------------------------------ terms
     def _pc_term(self, target_token, expr_tree, where, predicted) -> Term:
@@ -257,7 +245,12 @@ class Lowerer:
         span = to_span(tree.meta) if isinstance(tree, lark.Tree) else to_span(tree)
         data = tree.data if isinstance(tree, lark.Tree) else None
         if data == "number":
-            return Number(value=float(tree.children[0]), span=span)
+            text = str(tree.children[0])
+            value = float(text)
+            problem = unrepresentable(value)
+            if problem:
+                fail(messages.BAD_NUMBER, span, text=text, problem=problem)
+            return Number(value=value, span=span)
         if data == "name":
             token = tree.children[0]
             name = str(token)
@@ -293,69 +286,66 @@ class Lowerer:
         keywords = [a for a in arg_trees if isinstance(a, lark.Tree) and a.data == "keyword"]
         if name in self.macros:
             return self._expand_macro(self.macros[name], name_token, positional, keywords, env, scope, stack)
-        if name not in OPERATORS:
+        if name not in REGISTRY:
             fail(messages.UNKNOWN_OPERATOR, name_token, name=name,
-                 hint=did_you_mean(name, list(OPERATORS) + list(self.macros)))
-        arity, option_defaults = OPERATORS[name]
-        if (arity >= 0 and len(positional) != arity) or (arity < 0 and len(positional) < -arity):
-            expected = str(arity) if arity >= 0 else f"{-arity} or more"
+                 hint=did_you_mean(name, list(REGISTRY) + list(self.macros)))
+        op = REGISTRY[name]
+        variadic = op.tensors < 0
+        arity = -op.tensors if variadic else op.tensors + len(op.sizes)
+        if (not variadic and len(positional) != arity) or (variadic and len(positional) < arity):
+            expected = f"{arity} or more" if variadic else str(arity)
             fail(messages.WRONG_ARGUMENT_COUNT, name_token, name=name, expected=expected, got=len(positional))
+        known = {option.name: option for option in op.options}
         options = {}
         for keyword in keywords:
             key_token, value_tree = keyword.children
             key = str(key_token)
-            if key not in option_defaults:
+            if key not in known:
                 fail(messages.UNKNOWN_KEYWORD, key_token, name=name, key=key,
-                     hint=did_you_mean(key, option_defaults))
-            options[key] = self._option_value(value_tree, env, scope, stack, name, key)
+                     hint=did_you_mean(key, known) if known else f"`{name}` takes no options")
+            options[key] = self._option_value(value_tree, env, scope, stack, name, known[key])
         args = [self._expr(a, env, scope, stack) for a in positional]
-        if name == "add":
+        if op is Add:
             result = args[0]
             for arg in args[1:]:
                 result = Binary(op="+", left=result, right=arg, span=span)
             return result
-        if name in ("maxpool", "avgpool", "dense", "conv"):
-            size_arg = args.pop(1)
-            self._require_option(size_arg, name, "option `k`" if "pool" in name else "option `size`")
-            options["k" if "pool" in name else "size"] = size_arg
-        for key, default in option_defaults.items():
-            if key not in options and default is not None:
-                options[key] = Number(value=float(default), span=span)
+        if not variadic:
+            args, sizes = args[:op.tensors], args[op.tensors:]
+            for option, value in zip(op.sizes, sizes):
+                self._require_option(value, name, option)
+                options[option.name] = value
         param = None
-        if name in WEIGHTED:
+        if op.has_weight:
             if scope is None:  # a shape dimension: no term to own a weight
                 fail(messages.BAD_SIZE, span, problem="a shape dimension may only use numbers, sizes and + - * /")
-            source = _first_ref(args[0], self.declared)
+            source = next((n.name for n in walk(args[0]) if isinstance(n, Ref)
+                           and self.declared.get(n.name, ("",))[0] in ("input", "state", "output")), None)
             param = scope.new(f"{scope.owner}_w_{source}" if source else f"{scope.owner}_w", span)
         return Call(op=name, args=args, options=options, param=param, span=span)
 
-    def _option_value(self, value_tree, env, scope, stack, op, key):
+    def _option_value(self, value_tree, env, scope, stack, op, option):
         if isinstance(value_tree, lark.Tree) and value_tree.data in ("list", "string"):
-            fail(messages.BAD_OPTION_VALUE, value_tree.meta, key=key, name=op,
-                 expected="a positive integer", got="a list" if value_tree.data == "list" else "a string")
+            fail(messages.BAD_OPTION_VALUE, value_tree.meta, key=option.name, name=op,
+                 expected=_expected(option), got="a list" if value_tree.data == "list" else "a string")
         value = self._expr(value_tree, env, scope, stack)
-        self._require_option(value, op, f"option `{key}`")
+        self._require_option(value, op, option)
         return value
 
-    def _require_option(self, expr, op, what, top=True):
-        """Operator sizes and options are integer expressions of numbers and sizes; a plain number
-        must be positive (non-negative for `pad`)."""
-        if isinstance(expr, Number):
-            minimum = 0 if what == "option `pad`" or not top else 1
-            if not float(expr.value).is_integer() or expr.value < minimum:
-                fail(messages.BAD_OPTION_VALUE, expr.span, key=what.removeprefix("option ").strip("`"),
-                     name=op, expected="a positive integer" if minimum else "a non-negative integer",
-                     got=_fmt(expr.value))
+    def _require_option(self, expr, op, option):
+        """Operator sizes and options are number expressions of numbers and sizes (integers for
+        integer options: a plain number must be a whole number, at least the option's minimum)."""
+        if isinstance(expr, Number) and option.integer:
+            if not float(expr.value).is_integer() or expr.value < option.minimum:
+                fail(messages.BAD_OPTION_VALUE, expr.span, key=option.name, name=op,
+                     expected=_expected(option), got=_fmt(expr.value))
             return
-        if isinstance(expr, Ref) and self.declared[expr.name][0] == "size":
-            return
-        if isinstance(expr, (Binary, Neg)):
-            children = (expr.left, expr.right) if isinstance(expr, Binary) else (expr.operand,)
-            for child in children:
-                self._require_option(child, op, what, top=False)
-            return
-        fail(messages.BAD_OPTION_VALUE, expr.span, key=what.removeprefix("option ").strip("`"), name=op,
-             expected="an integer (a number or a size)", got="a tensor expression")
+        for node in walk(expr):
+            sized = isinstance(node, Ref) and self.declared[node.name][0] == "size"
+            if not (isinstance(node, (Number, Binary, Neg)) or sized):
+                fail(messages.BAD_OPTION_VALUE, expr.span, key=option.name, name=op,
+                     expected="an integer (a number or a size)" if option.integer else "a number",
+                     got="a tensor expression")
 
     def _expand_macro(self, macro, name_token, positional, keywords, env, scope, stack):
         if macro.name in stack:
@@ -369,27 +359,12 @@ class Lowerer:
         bound = {p: self._expr(a, env, scope, stack) for p, a in zip(macro.params, positional)}
         return self._expr(macro.body, bound, scope, stack + (macro.name,))
 
-    # ------------------------------------------------------------------ train block
-    def _train(self, train, overrides, variable_names) -> tuple[TrainConfig, dict[str, SourceSpan]]:
-        return lower_train_block(train, overrides, variable_names)
 
 
-def _first_ref(expr, declared) -> Optional[str]:
-    """The first input/state a weighted operator reads: it names the weight."""
-    if isinstance(expr, Ref) and declared.get(expr.name, ("",))[0] in ("input", "state", "output"):
-        return expr.name
-    children = []
-    if isinstance(expr, Binary):
-        children = [expr.left, expr.right]
-    elif isinstance(expr, Neg):
-        children = [expr.operand]
-    elif isinstance(expr, Call):
-        children = list(expr.args)
-    for child in children:
-        found = _first_ref(child, declared)
-        if found:
-            return found
-    return None
+def _expected(option) -> str:
+    if option.integer:
+        return "a positive integer" if option.minimum else "a non-negative integer"
+    return "a number"
 
 
 def _a(role: str) -> str:

@@ -24,6 +24,7 @@ from .spans import diag_span
 CALL_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "ep": ({"algorithm": "ep"}, {k: k for k in ("scheme", "beta", "steps", "free_steps", "update", "traversal")}),
     "bp": ({"algorithm": "bp"}, {}),
+    "relax": ({}, {"rule": "relax_rule", "step": "relax_step", "momentum": "relax_momentum"}),
     "sgd": ({"optimizer": "sgd"}, {k: k for k in ("lr", "momentum", "nesterov", "weight_decay")}),
     "cosine": ({"schedule": "cosine"}, {"min_lr": "min_lr"}),
     "constant": ({"schedule": "constant"}, {}),
@@ -60,7 +61,7 @@ def _value(tree) -> Any:
 
 
 def lower_train_block(train: Optional[lark.Tree], overrides: dict[str, Any],
-                      variable_names: set[str]) -> tuple[TrainConfig, dict[str, SourceSpan]]:
+                      variable_names: set[str]) -> TrainConfig:
     values: dict[str, Any] = {}
     spans: dict[str, SourceSpan] = {}
     gains: dict[str, float] = {}
@@ -119,7 +120,7 @@ def lower_train_block(train: Optional[lark.Tree], overrides: dict[str, Any],
             spans.pop(key, None)
             from_command_line.add(key)
     try:
-        return TrainConfig(**values), spans
+        return TrainConfig(**values)
     except ValidationError as err:
         first = err.errors()[0]
         problem = first["msg"].removeprefix("Value error, ")

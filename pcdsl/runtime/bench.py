@@ -12,6 +12,8 @@ import time
 
 import torch
 
+from pcdsl.runtime.estimators import ep_gradients
+
 
 def _timed(fn, repeats: int, sync) -> list[float]:
     times = []
@@ -34,7 +36,7 @@ def bench_step(model, x, label, beta: float, steps: int, *, mod: bool = True, sy
             model(x, free_steps)
 
     def ep():
-        out = model.ep_gradients(x, label, beta, steps, mod=mod, synchronous=synchronous, free_steps=free_steps)
+        out = ep_gradients(model, x, label, beta, steps, mod=mod, synchronous=synchronous, free_steps=free_steps)
         for p, g in zip(model.parameters(), out["grads"]):
             p.grad = g
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from pcdsl.ir.config import TrainConfig
+from pcdsl.runtime.estimators import ep_gradients
 
 
 @dataclass
@@ -22,10 +23,9 @@ class StepResult:
 
 def ep_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
     """Fill p.grad with the EP estimate. Raises FloatingPointError if a relaxation blows up."""
-    estimate = model.ep_gradients(x, label, beta=config.beta, steps=config.steps,
-                                  scheme=config.scheme, mod=config.update == "modpgd",
-                                  synchronous=config.traversal == "sync",
-                                  free_steps=config.free_steps)
+    estimate = ep_gradients(model, x, label, config.beta, config.steps, scheme=config.scheme,
+                            mod=config.update == "modpgd", synchronous=config.traversal == "sync",
+                            free_steps=config.free_steps)
     for parameter, grad in zip(model.parameters(), estimate["grads"], strict=True):
         parameter.grad = grad.detach()
     return StepResult(loss=estimate["loss"].detach(), logits=estimate["free"][model.OUTPUT].detach())

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from pcdsl.runtime.estimators import bp_gradients, ep_gradients
+
 
 def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
     """Cosine and relative error ||ep - bp|| / ||bp|| of two gradient tensors.
@@ -34,27 +36,16 @@ def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
     return {"cosine": cosine, "rel_error": rel_error, "bp_norm": bp_norm, "ep_norm": ep_norm}
 
 
-def backprop_gradients(model, x: torch.Tensor, label: torch.Tensor,
-                       free_steps: int | None = None) -> list[torch.Tensor]:
-    """Autograd gradient of the batch-mean cost at the free phase, in parameters() order."""
-    params = list(model.parameters())
-    with torch.enable_grad():
-        states = model(x, steps=free_steps)
-        loss = model.cost(states, label).mean()
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-
-
 def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int,
               scheme: str = "centered", mod: bool = True, synchronous: bool = False,
               free_steps: int | None = None) -> dict:
-    """Per-parameter agreement of model.ep_gradients with backprop, plus the worst of each."""
-    estimate = model.ep_gradients(x, label, beta=beta, steps=steps, scheme=scheme, mod=mod,
-                                  synchronous=synchronous, free_steps=free_steps)
-    oracle = backprop_gradients(model, x, label, free_steps)
+    """Per-parameter agreement of the EP estimate with backprop, plus the worst of each."""
+    estimate = ep_gradients(model, x, label, beta, steps, scheme=scheme, mod=mod, synchronous=synchronous,
+                            free_steps=free_steps)
+    oracle = bp_gradients(model, x, label, free_steps=free_steps)
     rows = []
     named = model.named_parameters()
-    for (name, parameter), ep, bp in zip(named, estimate["grads"], oracle, strict=True):
+    for (name, parameter), ep, bp in zip(named, estimate["grads"], oracle["grads"], strict=True):
         rows.append({"name": name, "shape": list(parameter.shape), **compare(ep, bp)})
     return {"params": rows,
             "min_cosine": min(row["cosine"] for row in rows),

@@ -2,13 +2,15 @@
 # The contract between a generated model module and the runtime.
 #
 # `pcdsl compile` writes one Python file per model that defines `class Model(torch.nn.Module)`.
-# The runtime (trainers, evaluation, gradcheck) drives any such class only through the members
-# listed here, so a hand-written module that follows this protocol trains the same way.
+# The runtime (estimators, trainers, evaluation, gradcheck) drives any such class only through
+# the members listed here, so a hand-written module that follows this protocol trains the same
+# way. The learning algorithms are not in the module: pcdsl.runtime.estimators composes them
+# from these primitives (and `pcdsl.load` returns the class with them as methods).
 #
 # Conventions
 #   x       input batch, shape [B, *INPUT_SHAPE], float
 #   label   class indices, shape [B], int64 (the cost one-hot encodes them to NUM_CLASSES)
-#   states  dict: free-state name -> tensor [B, *shape], in STATES order
+#   states  dict: free-state name (as in the model file) -> tensor [B, *shape], in STATES order
 #   beta    signed nudging strength; beta = 0 is the free phase
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
@@ -27,21 +29,29 @@ class CompiledModel(Protocol):
     SOURCE_SHA256: str
     INPUT_SHAPE: tuple[int, ...]  # per-example input shape
     STATES: tuple[str, ...]       # free states, in declaration order
+    STATE_SHAPES: dict[str, tuple[int, ...]]
     OUTPUT: str                   # the state the cost reads (its values are the logits)
     NUM_CLASSES: int
     COST: str                     # "squared_error" | "cross_entropy"
     FEEDFORWARD: bool             # True when the free equilibrium is the feedforward pass
     UPDATE_GROUPS: tuple[tuple[str, ...], ...]  # colour groups, in traversal order
+    UPDATE_RULES: dict[str, str]  # state -> "closed" (alpha = 1 projected step) | "gradient"
+    FREE_STEPS: int               # free-phase iterations of a relaxation model
+    RELAX_STEP: float             # step size of the gradient-rule states
+    RELAX_MOMENTUM: float
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Initialise every parameter: U(-c, c), c = gain * sqrt(1 / fan)."""
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> States:
         """The free phase (beta = 0). A feedforward pass for PCNs; otherwise `steps` relaxation
-        iterations from the zero state (None: the compiled default)."""
+        iterations from `initial_states(x)` (None: FREE_STEPS)."""
 
     def cost(self, states: States, label: torch.Tensor) -> torch.Tensor:
         """Per-example cost C(h_L, y), shape [B]."""
+
+    def cost_grad(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """dC/dh_L at the given output state, shape [B, NUM_CLASSES]."""
 
     def energies(self, x: torch.Tensor, states: States) -> dict[str, torch.Tensor]:
         """Per-term energy, each shape [B] (one entry per `~` term or `energy` statement)."""
@@ -49,19 +59,20 @@ class CompiledModel(Protocol):
     def energy(self, x: torch.Tensor, states: States) -> torch.Tensor:
         """Total energy E, shape [B]."""
 
+    def state_grads(self, x: torch.Tensor, states: States, label: torch.Tensor | None = None,
+                    beta: float = 0.0) -> States:
+        """dF/dh of F = E + beta*C at `states` for every state, from the derived expressions."""
+
     def relax(self, x: torch.Tensor, states: States, label: torch.Tensor | None, beta: float,
               steps: int, mod: bool = True, synchronous: bool = False) -> States:
-        """`steps` iterations of the closed-form (alpha = 1) projected update of F = E + beta*C,
-        starting from `states`; asynchronous by UPDATE_GROUPS unless `synchronous`."""
+        """`steps` iterations of the update rules of F = E + beta*C, starting from `states`:
+        closed-form (alpha = 1, mod-PGD when `mod`) or gradient steps per UPDATE_RULES,
+        asynchronous by UPDATE_GROUPS unless `synchronous`."""
 
-    def param_grads(self, x: torch.Tensor, states: States) -> list[torch.Tensor]:
-        """dE/dtheta of the batch-mean energy at fixed states, in `self.parameters()` order."""
+    def param_grads(self, x: torch.Tensor, states: States) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(mean energy, dE/dtheta of the batch-mean energy) at fixed states, the gradients in
+        `self.parameters()` order."""
 
-    def ep_gradients(self, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int,
-                     scheme: str = "centered", mod: bool = True, synchronous: bool = False,
-                     free_steps: int | None = None) -> dict:
-        """The EP estimate of the gradient of the batch-mean cost at the free equilibrium.
 
-        Returns {"grads": list[Tensor] (parameters() order), "loss": mean cost at the free
-        state (0-dim tensor), "free": States}. Raises FloatingPointError when a relaxation
-        produces non-finite states or an energy that grows without bound."""
+# Members of relaxation models only (FEEDFORWARD False):
+#   initial_states(x) -> States     where a relaxation from rest starts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import MODELS, backprop_grads, build, cosine, random_batch, rel_error
+from helpers import MODELS, backprop_grads, build, cosine, ep_grads, random_batch, rel_error
 
 # (model file, --set overrides, relaxation steps, free steps)
 SHIPPED = [
@@ -32,7 +32,7 @@ def test_centered_ep_matches_backprop(name, sets, steps, free_steps):
     x, label = random_batch(model, batch=2)
     truth = backprop_grads(model, x, label, free_steps)
     beta = 1e-3 if free_steps else 1e-4
-    estimate = model.ep_gradients(x, label, beta, steps, free_steps=free_steps)["grads"]
+    estimate = ep_grads(model, x, label, beta, steps, free_steps=free_steps)
     for (pname, _), g_ep, g_bp in zip(model.named_parameters(), estimate, truth):
         assert cosine(g_ep, g_bp) > 0.9999, pname
 
@@ -53,7 +53,7 @@ def _error_of(model, x, label):
     truth = torch.cat([g.flatten() for g in backprop_grads(model, x, label)])
 
     def error(beta, scheme):
-        grads = model.ep_gradients(x, label, beta, 100, scheme=scheme)["grads"]
+        grads = ep_grads(model, x, label, beta, 100, scheme=scheme)
         return rel_error(torch.cat([g.flatten() for g in grads]), truth)
     return error
 
@@ -78,12 +78,12 @@ def test_centered_beats_one_sided_with_cross_entropy():
 def test_random_scheme_is_forward_or_backward():
     _, model = build(_mlp("cross_entropy"))
     x, label = random_batch(model)
-    forward = model.ep_gradients(x, label, 0.05, 30, scheme="forward")["grads"]
-    backward = model.ep_gradients(x, label, 0.05, 30, scheme="backward")["grads"]
+    forward = ep_grads(model, x, label, 0.05, 30, scheme="forward")
+    backward = ep_grads(model, x, label, 0.05, 30, scheme="backward")
     generator = torch.Generator().manual_seed(3)
     seen = set()
     for _ in range(8):
-        grads = model.ep_gradients(x, label, 0.05, 30, scheme="random", generator=generator)["grads"]
+        grads = ep_grads(model, x, label, 0.05, 30, scheme="random", generator=generator)
         if all(torch.allclose(g, f) for g, f in zip(grads, forward)):
             seen.add("forward")
         elif all(torch.allclose(g, b) for g, b in zip(grads, backward)):
@@ -110,4 +110,4 @@ def test_divergent_relaxation_is_reported_not_turned_into_a_gradient():
             p.mul_(40.0)   # top-down Jacobians far from contractive: the alpha = 1 iteration blows up
     x, label = random_batch(model)
     with pytest.raises(FloatingPointError, match="diverged"):
-        model.ep_gradients(x, label, 0.5, 60)
+        ep_grads(model, x, label, 0.5, 60)

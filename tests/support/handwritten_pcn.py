@@ -1,10 +1,12 @@
 # ---------------------------------------------------------------------------------------------
 # A hand-written predictive-coding MLP that follows pcdsl/runtime/protocol.py to the letter.
 #
-# It is the reference a compiled module must match (the lead's code generator is checked against
-# it) and the model the runtime tests train. Everything is spelled out: the energy, the closed-form
-# alpha = 1 updates of METHOD.md section 3 with explicit transposed matmuls (no autograd inside
-# the relaxation loop), and the EP estimators. Like a generated module it imports only torch.
+# It is the reference a compiled module must match (the code generator is checked against it)
+# and the model the runtime tests train. Everything is spelled out: the energy, its state
+# gradients, the closed-form alpha = 1 updates of METHOD.md section 3 with explicit transposed
+# matmuls (no autograd inside the relaxation loop), and its own EP estimator, an independent
+# implementation that the runtime's (pcdsl/runtime/estimators.py) is checked against. Like a
+# generated module it imports only torch.
 #
 #   states   h1 .. hL   (h0 = x is clamped)
 #   predict  f_k(h_{k-1}) = relu(W_k h_{k-1} + b_k) for hidden layers, W_L h_{L-1} + b_L for hL
@@ -69,6 +71,10 @@ class Model(torch.nn.Module):
         evens = tuple(f"h{k}" for k in range(2, self.layers + 1, 2))
         odds = tuple(f"h{k}" for k in range(1, self.layers + 1, 2))
         self.UPDATE_GROUPS = tuple(group for group in (evens, odds) if group)
+        self.STATE_SHAPES = {name: (self.sizes[k],) for k, name in enumerate(self.STATES, start=1)}
+        self.UPDATE_RULES = {name: "closed" for name in self.STATES}
+        self.FREE_STEPS = 1
+        self.RELAX_STEP, self.RELAX_MOMENTUM = 0.1, 0.0
         self.SOURCE = _pc_text(self.NAME, self.sizes, cost)
         self.SOURCE_SHA256 = hashlib.sha256(self.SOURCE.encode()).hexdigest()
         self.gain = float(gain)
@@ -114,7 +120,7 @@ class Model(torch.nn.Module):
     def _onehot(self, label: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.one_hot(label, self.NUM_CLASSES).to(like.dtype)
 
-    def cost_gradient(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def cost_grad(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """dC/dh_L per example: h_L - onehot(y) or softmax(h_L) - onehot(y)."""
         prediction = output if self.COST == "squared_error" else torch.softmax(output, dim=1)
         return prediction - self._onehot(label, output)
@@ -144,6 +150,20 @@ class Model(torch.nn.Module):
     def energy(self, x: torch.Tensor, states: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.stack(list(self.energies(x, states).values())).sum(dim=0)
 
+    def state_grads(self, x: torch.Tensor, states: dict[str, torch.Tensor], label: torch.Tensor | None = None,
+                    beta: float = 0.0) -> dict[str, torch.Tensor]:
+        """dF/dh_k = eps_k - Delta_k (+ beta * dC/dh_L for the output)."""
+        h = self._stack(x, states)
+        grads = {}
+        for k, name in enumerate(self.STATES, start=1):
+            grad = h[k] - self.predict(k, h[k - 1])
+            if k < self.layers:
+                grad = grad - self.top_down(k, h)
+            elif beta:
+                grad = grad + beta * self.cost_grad(h[k], label)
+            grads[name] = grad
+        return grads
+
     # ---- protocol: relaxation -----------------------------------------------------------------
 
     def top_down(self, k: int, h: list[torch.Tensor]) -> torch.Tensor:
@@ -162,7 +182,7 @@ class Model(torch.nn.Module):
         a = self.preactivation(k, h[k - 1])
         if k == self.layers:
             # linear output: h_L - dF/dh_L = a_L - beta * dC/dh_L, evaluated at the current h_L
-            return a if beta == 0 else a - beta * self.cost_gradient(h[k], label)
+            return a if beta == 0 else a - beta * self.cost_grad(h[k], label)
         drive = self.top_down(k, h)
         # mod-PGD keeps the raw pre-activation (a negative bottom-up drive holds a unit off
         # unless the top-down signal outweighs it); PGD uses the prediction relu(a_k).
@@ -187,13 +207,13 @@ class Model(torch.nn.Module):
 
     # ---- protocol: gradients ------------------------------------------------------------------
 
-    def param_grads(self, x: torch.Tensor, states: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    def param_grads(self, x: torch.Tensor, states: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         params = list(self.parameters())
         with torch.enable_grad():
             fixed = {name: value.detach() for name, value in states.items()}
             mean_energy = self.energy(x, fixed).mean()
             grads = torch.autograd.grad(mean_energy, params, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        return mean_energy.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
     def _checked(self, x: torch.Tensor, states: dict[str, torch.Tensor], beta: float,
                  free_cost: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -236,7 +256,7 @@ class Model(torch.nn.Module):
 
         def nudged(signed_beta: float) -> list[torch.Tensor]:
             state = self.relax(x, free, label, signed_beta, steps, mod=mod, synchronous=synchronous)
-            return self.param_grads(x, self._checked(x, state, signed_beta, free_cost))
+            return self.param_grads(x, self._checked(x, state, signed_beta, free_cost))[1]
 
         if scheme == "centered":
             plus, minus = nudged(beta), nudged(-beta)

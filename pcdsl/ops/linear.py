@@ -1,0 +1,217 @@
+# ---------------------------------------------------------------------------------------------
+# Operators with a learned weight: dense, conv, conv_transpose, and their adjoints.
+#
+# Each creates its weight (named by lowering: `h2_w_h1` is the weight in h2's term reading h1)
+# and never a bias: a bias is always written, `dense(h, 10) + bias`, and the torch printer fuses
+# it into F.linear / F.conv2d the way one writes it by hand. The adjoint (transposed matmul,
+# transposed convolution) is what carries the error of the layer above down to a state in the
+# derived update rules; it is an explicit operator, so the relaxation never calls autograd.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import sympy as sp
+
+from ..diagnostics import messages
+from .base import (Option, Shape, ShapeError, TensorOp, WeightShape, number_text, pair_text,
+                   register, require_rank, static)
+
+CHANNELS = Option("size", "count", doc="output features / channels")
+KERNEL = Option("k", "count", 3, "kernel size")
+STRIDE = Option("stride", "count", 1, "stride")
+PAD = Option("pad", "natural", 0, "zero padding on each side")
+
+
+def _conv_geometry(node) -> tuple[int, int, int]:
+    return tuple(int(a) for a in node.args[2:5])
+
+
+def _conv_options(p, stride: int, pad: int, extra: str = "") -> str:
+    text = f", stride={stride}" if stride != 1 else ""
+    text += f", padding={pad}" if pad else ""
+    return text + extra
+
+
+class WeightedOp(TensorOp):
+    has_weight = True
+    category = "linear"
+
+    @property
+    def weight(self) -> sp.Symbol:
+        return self.args[0]
+
+    def torch_text(self, p, bias=None) -> str:
+        raise NotImplementedError
+
+
+@register
+class Dense(WeightedOp):
+    op_name = "dense"
+    summary = "matrix product with a learned weight: `[m]` -> `[n]`, weight `[n, m]`"
+    sizes = (CHANNELS,)
+    nargs = 2
+
+    @classmethod
+    def infer_shape(cls, shapes, opts):
+        require_rank(shapes[0], 1, "dense", "a vector [n]", hint="flatten it first: dense(flatten(...), n)")
+        return Shape((opts.symbolic["size"],), (opts["size"],))
+
+    @classmethod
+    def weight_shape(cls, shape, out, opts):
+        return WeightShape((opts["size"], shape.value[0]), fan_in=shape.value[0], fan_out=opts["size"])
+
+    def vjp(self, index, v, shape_of):
+        return DenseAdjoint(self.weight, v)
+
+    def torch_text(self, p, bias=None):
+        bias_text = f", {p.param(bias)}" if bias is not None else ""
+        return f"F.linear({p.text(self.args[1])}, {p.param(self.weight)}{bias_text})"
+
+    def plain_text(self, p):
+        return f"{p.text(self.weight)}·{p.operand(self.args[1])}"
+
+
+class DenseAdjoint(TensorOp):
+    """Wᵀ·v: the adjoint of dense, a transposed matrix product."""
+    nargs = 2
+    linear_arg = 1
+
+    def torch_text(self, p):
+        return f"{p.operand(self.args[1])} @ {p.param(self.args[0])}"
+
+    def plain_text(self, p):
+        return f"{p.text(self.args[0])}ᵀ·{p.operand(self.args[1])}"
+
+
+@register
+class Conv(WeightedOp):
+    op_name = "conv"
+    summary = "2-d convolution with a learned kernel: `[C, H, W]` -> `[c, ⌊(H+2p−k)/s⌋+1, …]`, weight `[c, C, k, k]`"
+    sizes = (CHANNELS,)
+    options = (KERNEL, STRIDE, PAD)
+    nargs = 5          # weight, input, k, stride, pad
+
+    @classmethod
+    def infer_shape(cls, shapes, opts):
+        shape = shapes[0]
+        require_rank(shape, 3, "conv", "an image [c, h, w]")
+        k, s, p = opts["k"], opts["stride"], opts["pad"]
+        out = shape.with_dims(lambda d: (d + 2 * p - k) // s + 1,
+                              lambda d: sp.floor((d + 2 * p - k) / s) + 1)
+        out = Shape((opts.symbolic["size"],) + out.symbolic[1:], (opts["size"],) + out.value[1:])
+        if min(out.value[1:]) < 1:
+            raise ShapeError(messages.NON_POSITIVE_DIM, op="conv", shape=list(out.value))
+        return out
+
+    @classmethod
+    def weight_shape(cls, shape, out, opts):
+        k, channels = opts["k"], shape.value[0]
+        return WeightShape((opts["size"], channels, k, k), fan_in=channels * k * k,
+                           fan_out=opts["size"] * k * k)
+
+    @classmethod
+    def build(cls, weight, args, shapes, opts):
+        return cls(weight, args[0], *(static(opts[key]) for key in ("k", "stride", "pad")))
+
+    def vjp(self, index, v, shape_of):
+        k, s, p = _conv_geometry(self)
+        size_in, size_out = shape_of(self.args[1]).value[1:], shape_of(self).value[1:]
+        # output_padding recovers the input sizes that the strided convolution rounded away
+        extra = tuple(i - ((o - 1) * s - 2 * p + k) for i, o in zip(size_in, size_out))
+        return ConvAdjoint(self.weight, v, *self.args[2:5], *(static(e) for e in extra))
+
+    def torch_text(self, p, bias=None):
+        _, s, pad = _conv_geometry(self)
+        bias_text = f", {p.param(bias)}" if bias is not None else (", None" if s != 1 or pad else "")
+        return f"F.conv2d({p.text(self.args[1])}, {p.param(self.weight)}{bias_text}{_conv_options(p, s, pad)})"
+
+    def plain_text(self, p):
+        return f"{p.text(self.weight)}·{p.operand(self.args[1])}"
+
+
+class ConvAdjoint(TensorOp):
+    """The adjoint of conv: a transposed convolution with the same kernel."""
+    nargs = 7          # weight, v, k, stride, pad, output padding (height, width)
+    linear_arg = 1
+
+    def torch_text(self, p):
+        _, s, pad = (int(a) for a in self.args[2:5])
+        extra = (int(self.args[5]), int(self.args[6]))
+        tail = f", output_padding={pair_text(extra)}" if any(extra) else ""
+        return f"F.conv_transpose2d({p.text(self.args[1])}, {p.param(self.args[0])}{_conv_options(p, s, pad, tail)})"
+
+    def plain_text(self, p):
+        return f"{p.text(self.args[0])}ᵀ·{p.operand(self.args[1])}"
+
+
+OUTPUT_PADDING = Option("output_padding", "natural", 0, "extra rows/columns on one side of the output")
+
+
+@register
+class ConvTranspose(WeightedOp):
+    op_name = "conv_transpose"
+    summary = ("transposed 2-d convolution (a decoder's upsampling layer): `[C, H, W]` -> "
+               "`[c, (H−1)s−2p+k+op, …]`, weight `[C, c, k, k]`")
+    sizes = (CHANNELS,)
+    options = (KERNEL, STRIDE, PAD, OUTPUT_PADDING)
+    nargs = 6          # weight, input, k, stride, pad, output_padding
+
+    @classmethod
+    def infer_shape(cls, shapes, opts):
+        shape = shapes[0]
+        require_rank(shape, 3, "conv_transpose", "an image [c, h, w]")
+        k, s, p, extra = opts["k"], opts["stride"], opts["pad"], opts["output_padding"]
+        if extra >= s:
+            raise ShapeError(messages.BAD_OPTION_VALUE, key="output_padding", name="conv_transpose",
+                             expected=f"an integer below the stride ({s})", got=str(extra))
+        out = shape.with_dims(lambda d: (d - 1) * s - 2 * p + k + extra,
+                              lambda d: (d - 1) * s - 2 * p + k + extra)
+        out = Shape((opts.symbolic["size"],) + out.symbolic[1:], (opts["size"],) + out.value[1:])
+        if min(out.value[1:]) < 1:
+            raise ShapeError(messages.NON_POSITIVE_DIM, op="conv_transpose", shape=list(out.value))
+        return out
+
+    @classmethod
+    def weight_shape(cls, shape, out, opts):
+        k, channels = opts["k"], shape.value[0]
+        return WeightShape((channels, opts["size"], k, k), fan_in=channels * k * k,
+                           fan_out=opts["size"] * k * k)
+
+    @classmethod
+    def build(cls, weight, args, shapes, opts):
+        return cls(weight, args[0], *(static(opts[key]) for key in ("k", "stride", "pad", "output_padding")))
+
+    def vjp(self, index, v, shape_of):
+        # conv_transpose2d(., W) is the adjoint of conv2d(., W): its own adjoint is that conv,
+        # which maps the output size back to the input size exactly (output_padding < stride)
+        return ConvTransposeAdjoint(self.weight, v, *self.args[2:5])
+
+    def torch_text(self, p, bias=None):
+        _, s, pad = (int(a) for a in self.args[2:5])
+        extra = int(self.args[5])
+        tail = f", output_padding={extra}" if extra else ""
+        bias_text = f", {p.param(bias)}" if bias is not None else (", None" if s != 1 or pad or extra else "")
+        return (f"F.conv_transpose2d({p.text(self.args[1])}, {p.param(self.weight)}{bias_text}"
+                f"{_conv_options(p, s, pad, tail)})")
+
+    def plain_text(self, p):
+        return f"{p.text(self.weight)}ᵀ·{p.operand(self.args[1])}"
+
+
+class ConvTransposeAdjoint(TensorOp):
+    """The adjoint of conv_transpose: the convolution with the same kernel."""
+    nargs = 5          # weight, v, k, stride, pad
+    linear_arg = 1
+
+    def torch_text(self, p):
+        _, s, pad = (int(a) for a in self.args[2:5])
+        bias_text = ", None" if s != 1 or pad else ""
+        return f"F.conv2d({p.text(self.args[1])}, {p.param(self.args[0])}{bias_text}{_conv_options(p, s, pad)})"
+
+    def plain_text(self, p):
+        return f"{p.text(self.args[0])}·{p.operand(self.args[1])}"
+
+
+LINEAR_NODES = (Dense, Conv, ConvTranspose)
+
+__all__ = ["Dense", "DenseAdjoint", "Conv", "ConvAdjoint", "ConvTranspose", "ConvTransposeAdjoint",
+           "WeightedOp", "LINEAR_NODES", "number_text"]
