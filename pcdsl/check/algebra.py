@@ -132,19 +132,19 @@ def mask_ops_containing(expr: sp.Expr, state: sp.Symbol) -> sp.Expr:
     return expr
 
 
-def operator_holding(expr: sp.Expr, state: sp.Symbol, past_weights: bool = False) -> str | None:
-    """The name of the first operator that holds the state (sums are looked through), or None:
-    where the state stops being a bare, polynomial variable of a term. Unless `past_weights`,
-    an operator with a weight (dense, conv) ends the search: through a weight the state is
-    coupled to another layer, as in a prediction of the layer above."""
+def operator_holding(expr: sp.Expr, state: sp.Symbol, past_weights: bool = False) -> TensorOp | None:
+    """The first operator node that holds the state (sums are looked through), or None: where
+    the state stops being a bare, polynomial variable of a term. Unless `past_weights`, an
+    operator with a weight (dense, conv) ends the search: through a weight the state is coupled
+    to another layer, as in a prediction of the layer above."""
     if not expr.has(state):
         return None
     if isinstance(expr, WeightedOp) and not past_weights:
         return None
     if isinstance(expr, TensorOp) and not isinstance(expr, Total):
-        return expr.op_name or type(expr).__name__.lower()
-    for arg in expr.args:
-        found = operator_holding(arg, state, past_weights)
-        if found:
-            return found
-    return None
+        return expr
+    return next((found for arg in expr.args if (found := operator_holding(arg, state, past_weights))), None)
+
+
+def op_label(node: TensorOp) -> str:
+    return node.op_name or type(node).__name__.lower()

@@ -30,7 +30,7 @@ from ..diagnostics import PcdslError, messages
 from ..ir.model import Domain
 from ..ops import REGISTRY, Clamp
 from ..parse.spans import diag_span
-from .algebra import Definitions, ShapeOf, energy_gradient, mask_ops_containing, operator_holding
+from .algebra import Definitions, ShapeOf, energy_gradient, mask_ops_containing, op_label, operator_holding
 from .symbols import BETA, user_name
 
 
@@ -93,13 +93,13 @@ def _own_nonlinearity(terms: list[TermView], state: sp.Symbol, defs: Definitions
     name = user_name(state)
     for term in terms:
         if term.target == name:
-            op = operator_holding(defs.expand(term.prediction), state, past_weights=True)
-            if op:
-                return f"{name} appears inside `{op}` in its own prediction"
+            node = operator_holding(defs.expand(term.prediction), state, past_weights=True)
+            if node is not None:
+                return f"{name} appears inside `{op_label(node)}` in its own prediction"
         elif term.target is None:
-            op = operator_holding(defs.expand(term.energy), state)
-            if op:
-                return f"{name} appears inside `{op}` in energy term `{term.name}`"
+            node = operator_holding(defs.expand(term.energy), state)
+            if node is not None:
+                return f"{name} appears inside `{op_label(node)}` in energy term `{term.name}`"
     return None
 
 
@@ -109,6 +109,13 @@ def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermView], defs: D
     """The update rule of one free state. `terms` are the energy terms that hold it; `cost_grad`
     is dC/dh for the output; `own_activation` = (act(a), a) of its own prediction, for mod-PGD."""
     name = user_name(state)
+    for term in terms:
+        node = operator_holding(defs.expand(term.energy), state) if term.target is None else None
+        if node is not None and not node.smooth():
+            kink = op_label(node)
+            raise PcdslError(messages.STATE_IN_KINK, diag_span(term.span), name=name, op=kink, term=term.name,
+                             hint=f"use a smooth function of {name} (softplus, tanh, gelu, ...) or predict it: "
+                                  f"`{name} ~ {kink}(...)`")
     gradient = sp.Add(*(energy_gradient(t.energy, state, defs, shape_of) for t in terms))
     if cost_grad is not None:
         gradient += BETA * cost_grad

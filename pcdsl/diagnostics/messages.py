@@ -135,6 +135,14 @@ BAD_CURVATURE = _m("E303", "the energy is not bounded below in `{name}`: its cur
                    "self term 0.5*sum(h**2) or a `~` prediction of h. A linear or negative term alone "
                    "runs away (or sticks to a bound of the domain), and EP's estimate is then no "
                    "gradient.")
+STATE_IN_KINK = _m("E304", "`{name}` appears inside `{op}` in energy term `{term}`, and {op} has a kink there",
+                   "A state inside a nonlinearity of an energy term (not through a weight) has no "
+                   "closed-form update and is relaxed by gradient steps, which need a derivative "
+                   "without jumps: a kink (relu, leaky_relu, hardsigmoid, maxpool, elu with alpha "
+                   "!= 1) can put the minimum on the kink, where projected gradient steps cycle "
+                   "forever. Smooth functions (tanh, sigmoid, softplus, gelu, silu) are relaxed by "
+                   "gradient steps; inside a `~` prediction a kink is harmless (the squared error "
+                   "vanishes at the equilibrium).")
 BAD_EXPONENT = _m("E305", "a tensor's exponent must be an integer from 1 to {limit}, got {value}",
                   "`t ** n` raises every element of a tensor to the power n, which must be a whole "
                   "number from 1 to 16: a root or a negative power of a state has no energy that a "
@@ -145,13 +153,6 @@ NON_SUM_TENSOR = _m("E306", "`{op}` needs a tensor argument; got a scalar",
 SUM_OUTSIDE = _m("E307", "sum(...) inside a tensor expression",
                  "sum reduces a term to a scalar and may only appear at the top of an energy term "
                  "(possibly scaled and added).")
-
-# Codes that are no longer raised. Their numbers are never given to another message.
-RETIRED: dict[str, str] = {
-    "E304": "A state inside a nonlinearity of its own term (`relu(h)` in h's term, `h ~ relu(h + x)`) "
-            "was refused for lack of a closed-form update. Since pcdsl 0.2 such a state is relaxed "
-            "by projected gradient steps instead; `pcdsl check` says which rule each state uses.",
-}
 
 # -- E4xx: the train block --------------------------------------------------------------------
 UNKNOWN_SETTING = _m("E401", "unknown train setting `{name}`",

@@ -46,6 +46,9 @@ class Relu(Activation):
     output_range = Interval(0.0, None)
     projects_onto = (0.0, None)
 
+    def smooth(self):
+        return False
+
     def derivative(self):
         return Step(self.args[0])
 
@@ -56,6 +59,9 @@ class HardSigmoid(Activation):
     summary = "clamp(t, 0, 1); also the projection onto the domain `in [0, 1]`"
     output_range = Interval(0.0, 1.0)
     projects_onto = (0.0, 1.0)
+
+    def smooth(self):
+        return False
 
     def derivative(self):
         return BoxMask(self.args[0])
@@ -142,6 +148,9 @@ class LeakyRelu(Activation):
     def value_range(self, arg_ranges):
         return Interval(0.0, None) if self.args[1] <= 0 else Interval()
 
+    def smooth(self):
+        return self.args[1] == 1
+
 
 @register
 class Elu(Activation):
@@ -157,6 +166,9 @@ class Elu(Activation):
     def value_range(self, arg_ranges):
         alpha = float(self.args[1])
         return Interval(min(0.0, -alpha), None)
+
+    def smooth(self):
+        return self.args[1] == 1      # elu' jumps from alpha to 1 at 0 unless alpha = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +283,9 @@ class Clamp(TensorOp):
     """The projection onto a box [low, high]; an end is a number or ±oo."""
     category = "projection"
     nargs = 3
+
+    def smooth(self):
+        return False
 
     def torch_text(self, p):
         value, low, high = self.args

@@ -196,6 +196,13 @@ class TensorOp(sp.Function):
         """The values the node can take, given the ranges of its tensor arguments."""
         return REALS
 
+    def smooth(self) -> bool:
+        """Whether the node's derivative is continuous. A kink (relu at 0, a max-pool's switch)
+        in a state is harmless inside a squared prediction error, whose factor vanishes at the
+        equilibrium, but an energy term linear in it can put the minimum on the kink, where
+        every relaxation cycles."""
+        return True
+
     # -- printing ----------------------------------------------------------------------------
     def torch_text(self, p) -> str:
         raise NotImplementedError(type(self).__name__)

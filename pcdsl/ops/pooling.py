@@ -57,6 +57,9 @@ class MaxPool(_Window):
     op_name = "maxpool"
     summary = "max-pooling over k x k windows: `[C, H, W]` -> `[C, ⌊(H−k)/s⌋+1, …]`"
 
+    def smooth(self):
+        return False
+
     def vjp(self, index, v, shape_of):
         return MaxUnpool(v, *self.args)
 

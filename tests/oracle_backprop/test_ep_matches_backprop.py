@@ -2,10 +2,10 @@
 # Oracle: backprop through the same network (autograd of C(free equilibrium)).
 #
 # Equilibrium propagation's estimate approaches the backprop gradient as beta -> 0 with exact
-# equilibria (METHOD.md section 2). For every shipped model (reduced input sizes where the
-# architecture allows, float64) the centered estimate must match to a cosine of 0.9999 per
-# parameter tensor, and its error must shrink like beta^2 while the one-sided estimate's
-# shrinks like beta.
+# equilibria (METHOD.md section 2). For every accepted model of the catalogue (shipped models,
+# the language's test models, the examples; reduced input sizes where the architecture allows,
+# float64) the centered estimate must match to a cosine of 0.9999 per parameter tensor, and its
+# error must shrink like beta^2 while the one-sided estimate's shrinks like beta.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
@@ -13,26 +13,15 @@ import pytest
 import torch
 
 from helpers import MODELS, backprop_grads, build, cosine, ep_grads, random_batch, rel_error
+from support.catalogue import ALL
 
-# (model file, --set overrides, relaxation steps, free steps)
-SHIPPED = [
-    ("mlp_digits.pc", [], 30, None),
-    ("mlp_mnist.pc", [], 30, None),
-    ("vgg5_mnist.pc", [], 30, None),
-    ("vgg5_cifar10.pc", [], 30, None),
-    ("vgg10_imagenet.pc", ["S=32"], 40, None),
-    ("vgg10skip_imagenet.pc", ["S=32"], 40, None),
-    ("hopfield_tiny.pc", [], 150, 400),
-]
-
-
-@pytest.mark.parametrize("name,sets,steps,free_steps", SHIPPED, ids=[s[0] for s in SHIPPED])
-def test_centered_ep_matches_backprop(name, sets, steps, free_steps):
-    compiled, model = build(MODELS / name, sets)
+@pytest.mark.parametrize("entry", ALL, ids=lambda e: e.id)
+def test_centered_ep_matches_backprop(entry):
+    """Every accepted model of the catalogue: shipped, the language's test models, examples."""
+    _, model = build(entry.path, list(entry.sets))
     x, label = random_batch(model, batch=2)
-    truth = backprop_grads(model, x, label, free_steps)
-    beta = 1e-3 if free_steps else 1e-4
-    estimate = ep_grads(model, x, label, beta, steps, free_steps=free_steps)
+    truth = backprop_grads(model, x, label, entry.free_steps)
+    estimate = ep_grads(model, x, label, entry.beta, entry.steps, free_steps=entry.free_steps)
     for (pname, _), g_ep, g_bp in zip(model.named_parameters(), estimate, truth):
         assert cosine(g_ep, g_bp) > 0.9999, pname
 
