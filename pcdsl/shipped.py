@@ -15,14 +15,18 @@ SHIPPED = resources.files("pcdsl") / "models"
 
 
 def shipped_models() -> dict[str, str]:
-    """name -> the first line of the file's header comment, for every shipped model."""
+    """name -> the one-line summary on the first line of its file, for every shipped model."""
     found = {}
     for entry in sorted(SHIPPED.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".pc"):
-            first = entry.read_text(encoding="utf-8").split("\n", 1)[0]
-            summary = first.lstrip("# ").split(":", 1)[-1].strip() if first.startswith("#") else ""
-            found[entry.name.removesuffix(".pc")] = summary
+            found[entry.name.removesuffix(".pc")] = _summary(entry.read_text(encoding="utf-8"))
     return found
+
+
+def _summary(text: str) -> str:
+    """The header's first line, `# name: what it is.`, as `what it is`."""
+    first = text.split("\n", 1)[0]
+    return first.lstrip("#").split(":", 1)[-1].strip().rstrip(".") if first.startswith("#") else ""
 
 
 def shipped_model_path(name: str) -> Optional[Path]:

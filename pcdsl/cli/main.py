@@ -73,10 +73,11 @@ _set_option = click.option("--set", "set_items", multiple=True, metavar="KEY=VAL
 @_set_option
 @reports_errors
 def check(model_file, as_json, set_items):
-    """Validate MODEL_FILE; show states, shapes, parameters, derived updates and update groups."""
-    from ..pipeline import compile_file
+    """Validate MODEL_FILE (a path, or a shipped model's name); show states, shapes, parameters,
+    the derived update of each state and why, the update groups and the free phase."""
+    from ..pipeline import check_file
     from ..report import format_report, model_report
-    compiled = compile_file(model_file, set_items)
+    compiled = check_file(model_file, set_items)
     report = model_report(compiled.checked)
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
@@ -138,7 +139,7 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
     if data.num_classes > num_classes:
         raise UserError(f"the data has {data.num_classes} classes but the model's output "
                         f"`{compiled.ir.cost.output}` has {num_classes}")
-    run_training(compiled.source, compiled.text, Path(model_file).name, config, data, out,
+    run_training(compiled.source, compiled.text, Path(compiled.file).name, config, data, out,
                  resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True))
 
 
@@ -156,6 +157,21 @@ def _default_run_dir(name: str, resume: bool) -> Path:
             raise UserError(f"--resume: no run folder {candidates[0]} to continue (give --out)")
         return existing[-1]
     return next(c for c in candidates if not c.exists())
+
+
+@main.command(name="models")
+@click.option("--json", "as_json", is_flag=True, help="Print name -> description as JSON.")
+@reports_errors
+def models_command(as_json):
+    """List the reference models shipped with pcdsl; every command takes their names as MODEL_FILE."""
+    from ..shipped import shipped_models
+    found = shipped_models()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    width = max(len(name) for name in found)
+    for name, summary in found.items():
+        click.echo(f"{name.ljust(width)}  {summary}")
 
 
 @main.command(name="eval")

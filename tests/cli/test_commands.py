@@ -171,3 +171,23 @@ def test_reruns_without_out_start_fresh_folders_and_resume_takes_the_newest(tmp_
     assert resumed.exit_code == 0, resumed.output
     assert len((tmp_path / "runs" / "mlp_digits-ep-2" / "metrics.jsonl").read_text().splitlines()) == 2
     assert len((tmp_path / "runs" / "mlp_digits-ep" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_models_lists_the_shipped_models_and_every_command_takes_their_names(tmp_path, monkeypatch):
+    listed = run("models")
+    assert listed.exit_code == 0
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert names == sorted(p.stem for p in MODELS.glob("*.pc"))
+    monkeypatch.chdir(tmp_path)                 # no models/ folder here: the names are package data
+    checked = run("check", "vgg10_imagenet", "--json")
+    assert checked.exit_code == 0, checked.stderr
+    assert json.loads(checked.stdout)["parameters"] == 62_651_752
+    assert run("compile", "mlp_digits.pc", "-o", "m.py").exit_code == 0
+    typo = run("check", "vgg10_imagnet")
+    assert typo.exit_code == 1 and "did you mean `vgg10_imagenet`?" in typo.stderr
+
+
+def test_a_local_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlp_digits").write_text((MODELS / "hopfield_tiny.pc").read_text(), encoding="utf-8")
+    assert json.loads(run("check", "mlp_digits", "--json").stdout)["model"] == "hopfield_tiny"

@@ -28,6 +28,9 @@ TOKEN = re.compile(r"\*\*|>=|[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]*)?(?:e-?[0-
 PIECES = ["(", ")", "[", "]", "{", "}", ",", ":", "=", "~", "+", "-", "*", "/", "**", ">=", "#", "$", ";",
           "\n", " ", '"', "0", "1", "2", "-1", "2.5", "1e400", "0.5", "S", "x", "h", "h1", "o", "y", "bias",
           "relu", "dense", "conv", "maxpool", "avgpool", "flatten", "sum", "add", "identity", "hardsigmoid",
+          "tanh", "sigmoid", "gelu", "silu", "softplus", "leaky_relu", "elu", "global_avgpool", "upsample",
+          "conv_transpose", "slope=0.1", "alpha=-1", "output_padding=1", "relax", "rule=gradient", "1e-320",
+          "2**200", "2**64", "h**3",
           "state", "output", "input", "label", "size", "energy", "cost", "def", "in", "train", "true",
           "k=3", "stride=0", "pad=1", "sum(h**2)", "sum(h)**2", "h**4", "h**0.5", "sum(h) * h", "in [1, 0]"]
 
@@ -80,6 +83,20 @@ def _compiles_or_diagnoses(text: str) -> None:
             assert err.span.column >= 1
     else:
         compile(compiled.source, "<generated>", "exec")
+        _runs(compiled)
+
+
+def _runs(compiled) -> None:
+    """An accepted model's module loads and runs its free phase, energies and one relaxation."""
+    import torch
+    from pcdsl.runtime.loading import load_model_class
+    model = load_model_class(compiled.source, module_name="pcdsl_fuzzed")()
+    x = torch.rand((2, *model.INPUT_SHAPE))
+    label = torch.randint(0, model.NUM_CLASSES, (2,))
+    with torch.no_grad():
+        free = model(x, 2)
+        model.energies(x, free)
+        model.relax(x, free, label, 0.1, 1)
 
 
 # -- random terms in a valid scaffold ---------------------------------------------------------
@@ -90,8 +107,13 @@ def _extend(children):
     return st.one_of(
         st.tuples(children, st.sampled_from(["+", "-", "*", "/", "**"]), children).map(" ".join),
         children.map(lambda e: f"({e})"),
-        st.tuples(st.sampled_from(["relu", "hardsigmoid", "identity", "sum", "sum", "flatten"]), children)
+        st.tuples(st.sampled_from(["relu", "hardsigmoid", "identity", "sum", "sum", "flatten", "tanh", "sigmoid",
+                                   "gelu", "silu", "softplus", "elu", "global_avgpool"]), children)
         .map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(children, st.sampled_from(["0.1", "0", "-2"])).map(lambda t: f"leaky_relu({t[0]}, slope={t[1]})"),
+        st.tuples(children, st.sampled_from(["1", "2"])).map(lambda t: f"upsample({t[0]}, {t[1]})"),
+        st.tuples(children, st.sampled_from(["1", "2"]), st.sampled_from(["0", "1"]))
+        .map(lambda t: f"conv_transpose({t[0]}, 2, k=2, stride={t[1]}, output_padding={t[2]})"),
         st.tuples(children, st.sampled_from(["2", "3", "S", "0"])).map(lambda t: f"dense({t[0]}, {t[1]})"),
         st.tuples(children, st.sampled_from(["1", "3"]), st.sampled_from(["0", "1"]))
         .map(lambda t: f"conv({t[0]}, 2, k={t[1]}, pad={t[2]})"),
