@@ -20,9 +20,8 @@ from ..ops import HELPERS
 
 PYTHON = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 MODULE_LEVEL = frozenset({"torch", "F", "math", "Model"}) | frozenset(HELPERS)
-# the fixed locals and parameters of the generated methods
-METHOD_LOCALS = frozenset({"self", "x", "states", "label", "beta", "steps", "mod", "synchronous", "generator",
-                           "batch", "params", "energy", "grads", "name", "fan", "gain", "bound", "g", "p", "h"})
+# the parameters of the generated methods that hold user-named locals, and their loop variable
+METHOD_LOCALS = frozenset({"self", "x", "states", "label", "beta", "steps", "mod", "synchronous", "_"})
 # members of torch.nn.Module (torch 2.x; names starting with `_` are reserved wholesale) and of the
 # generated class: a parameter attribute must never shadow one
 MODULE_MEMBERS = frozenset("""
@@ -74,7 +73,7 @@ class Namespace:
 
 
 def local_namespace() -> Namespace:
-    return Namespace(PYTHON | MODULE_LEVEL | METHOD_LOCALS | {"_"})
+    return Namespace(PYTHON | MODULE_LEVEL | METHOD_LOCALS)
 
 
 def attribute_namespace() -> Namespace:

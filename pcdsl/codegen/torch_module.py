@@ -148,8 +148,9 @@ class _ModuleWriter:
                 last_line = assign.line
             target = self.name_of(assign.target)
             if assign.guard == "beta":
+                output = self.locals[self.m.symbols[self.ir.cost.output]]
                 self.w.line("# the cost's pull on the output, at its current value")
-                self.w.line(f"{target} = {self.p(assign.value)} if beta else 0.0")
+                self.w.line(f"{target} = {self.p(assign.value)} if beta else torch.zeros_like({output})")
             else:
                 self.w.line(f"{target} = {self.p(assign.value)}")
 
@@ -370,6 +371,8 @@ class _ModuleWriter:
 
     # ------------------------------------------------------------------ the relaxation
     def update_text(self, update: StateUpdate) -> str:
+        if update.value.is_number:       # an energy that pins the state to a constant
+            return f"torch.full_like({self.name_of(update.symbol)}, {self.p(update.value)})"
         return self.p(update.value, update.mod_node)
 
     def sweep_updates(self, sweep: HalfSweep, into_next: bool) -> None:

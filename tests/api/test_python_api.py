@@ -116,3 +116,15 @@ def test_estimator_defaults_need_a_train_block_or_arguments():
     with pytest.raises(TypeError, match="beta"):
         model.ep_gradients(x, y)
     assert len(model.ep_gradients(x, y, 0.01, 5)["grads"]) == 4
+
+
+def test_the_custom_training_loop_example_runs():
+    import subprocess
+    import sys
+    from helpers import ROOT
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_training_loop.py"), "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "hand-written centered EP equals ep_gradients: True" in result.stdout
+    accuracy = float(result.stdout.split("test accuracy ")[1].split()[0])
+    assert accuracy > 50          # one epoch: well above chance (10 %)

@@ -139,7 +139,7 @@ class Model(torch.nn.Module):
         a_o = F.linear(h2, self.o_w_h2, self.o_b)
         eps_o = o - a_o
         # the cost's pull on the output, at its current value
-        nudge_o = beta * self.cost_grad(o, label) if beta else 0.0
+        nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
         return {
             "h1": eps_h1 - ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4)),
             "h2": eps_h2 - (eps_o @ self.o_w_h2),
@@ -168,7 +168,7 @@ class Model(torch.nn.Module):
                 delta_h2 = eps_o @ self.o_w_h2
                 delta_h1 = ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
                 # the cost's pull on the output, at its current value
-                nudge_o = beta * self.cost_grad(o, label) if beta else 0.0
+                nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
                 # mod-PGD projects a_h2 + delta; PGD projects relu(a_h2) + delta
                 h2_next = torch.relu((a_h2 if mod else torch.relu(a_h2)) + delta_h2)
                 # mod-PGD projects a_h1 + delta; PGD projects relu(a_h1) + delta
@@ -195,7 +195,7 @@ class Model(torch.nn.Module):
                 a_o = F.linear(h2, self.o_w_h2, self.o_b)
                 delta_h1 = ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
                 # the cost's pull on the output, at its current value
-                nudge_o = beta * self.cost_grad(o, label) if beta else 0.0
+                nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
                 # mod-PGD projects a_h1 + delta; PGD projects relu(a_h1) + delta
                 h1 = torch.relu((a_h1 if mod else torch.relu(a_h1)) + delta_h1)
                 o = a_o - nudge_o
