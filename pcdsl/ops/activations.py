@@ -171,6 +171,17 @@ class Elu(Activation):
         return self.args[1] == 1      # elu' jumps from alpha to 1 at 0 unless alpha = 1
 
 
+@register
+class Softsign(Activation):
+    op_name = "softsign"
+    summary = "t / (1 + abs(t)), in (−1, 1)"
+    torch_function = "F.softsign"
+    output_range = Interval(-1.0, 1.0)
+
+    def derivative(self):
+        return SoftsignGrad(self.args[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # derivative operators (they appear only in derived gradients) and the general projection
 
@@ -277,6 +288,23 @@ class EluGrad(_Derivative):
 
     def plain_text(self, p):
         return f"elu'({p.text(self.args[0])})"
+
+
+SOFTSIGN_GRAD = helper("softsign_grad", '''
+def softsign_grad(a):
+    """d softsign(a) / da = 1 / (1 + |a|)^2."""
+    return (1.0 + a.abs()) ** -2
+''')
+
+
+class SoftsignGrad(_Derivative):
+    helpers = (SOFTSIGN_GRAD,)
+
+    def torch_text(self, p):
+        return f"softsign_grad({p.text(self.args[0])})"
+
+    def plain_text(self, p):
+        return f"softsign'({p.text(self.args[0])})"
 
 
 class Clamp(TensorOp):
