@@ -18,7 +18,7 @@ from typing import Callable
 
 import sympy as sp
 
-from ..ops import Shape, TensorOp, Total, WeightedOp
+from ..ops import Filled, Shape, TensorOp, Total, WeightedOp
 
 
 class Definitions(dict):
@@ -88,6 +88,8 @@ def vjp(expr: sp.Expr, state: sp.Symbol, v: sp.Expr, defs: Definitions, shape_of
         base, exponent = expr.args
         return vjp(base, state, v * exponent * base ** (exponent - 1), defs, shape_of)
     if isinstance(expr, TensorOp):
+        if v.is_number and not (expr.elementwise or isinstance(expr, Total)):
+            v = Filled(v, *(sp.Integer(d) for d in shape_of(expr).value))
         total = sp.Integer(0)
         for index in expr.tensor_arguments():
             arg = expr.args[index]

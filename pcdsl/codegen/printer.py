@@ -29,16 +29,17 @@ class TorchPrinter(PythonCodePrinter):
     when the symbol is a bias (None otherwise)."""
 
     def __init__(self, name_of: Callable[[sp.Symbol], str], bias_view: Callable[[sp.Symbol], Optional[tuple]],
-                 mod_node: Optional[sp.Expr] = None):
+                 batch_like: str = "x", mod_node: Optional[sp.Expr] = None):
         super().__init__({"fully_qualified_modules": False, "standard": "python3"})
         self.name_of = name_of
+        self.batch_like = batch_like      # a tensor with the batch's size, device and dtype (the input)
         self.bias_view = bias_view        # a bias parameter's broadcast shape, else None
         self.mod_node = mod_node          # the own activation act(a): printed `(a if mod else act(a))`
         self.helpers_used: set[str] = set()
         self.in_product = False
 
     def with_mod_node(self, node: Optional[sp.Expr]) -> "TorchPrinter":
-        printer = TorchPrinter(self.name_of, self.bias_view, node)
+        printer = TorchPrinter(self.name_of, self.bias_view, self.batch_like, node)
         printer.helpers_used = self.helpers_used     # shared: the module collects them
         return printer
 

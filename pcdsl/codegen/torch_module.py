@@ -90,7 +90,7 @@ class _ModuleWriter:
             self.attrs.name(param.symbol, param.name)
         for symbol in self.m.definitions:
             self.locals.name(symbol, user_name(symbol))
-        self.printer = TorchPrinter(self.name_of, self.bias_views.get)
+        self.printer = TorchPrinter(self.name_of, self.bias_views.get, self.locals[input_symbol])
 
     # ------------------------------------------------------------------ names and printing
     def name_of(self, symbol: sp.Symbol) -> str:

@@ -14,14 +14,14 @@ from .linear import (LINEAR_NODES, Conv, ConvAdjoint, ConvTranspose, ConvTranspo
                      DenseAdjoint, WeightedOp)
 from .pooling import (AvgPool, AvgPoolAdjoint, GlobalAvgPool, GlobalAvgPoolAdjoint, MaxPool,
                       MaxUnpool, Upsample, UpsampleAdjoint)
-from .structure import Add, CostGrad, Flatten, Identity, Total, Unflatten
+from .structure import Add, CostGrad, Filled, Flatten, Identity, Total, Unflatten
 
 __all__ = [
     "REGISTRY", "HELPERS", "COSTS", "Cost", "Interval", "REALS", "Option", "Resolved", "Shape",
     "SCALAR", "ShapeError", "TensorOp", "WeightShape", "WeightedOp", "LINEAR_NODES",
     "Dense", "DenseAdjoint", "Conv", "ConvAdjoint", "ConvTranspose", "ConvTransposeAdjoint",
     "MaxPool", "MaxUnpool", "AvgPool", "AvgPoolAdjoint", "GlobalAvgPool", "GlobalAvgPoolAdjoint",
-    "Upsample", "UpsampleAdjoint", "Flatten", "Unflatten", "Identity", "Add", "Total", "CostGrad",
+    "Upsample", "UpsampleAdjoint", "Flatten", "Unflatten", "Identity", "Add", "Total", "CostGrad", "Filled",
     "Relu", "HardSigmoid", "Tanh", "Sigmoid", "Softplus", "Gelu", "Silu", "LeakyRelu", "Elu",
     "Step", "BoxMask", "GeluGrad", "SiluGrad", "LeakyStep", "EluGrad", "Clamp",
 ]

@@ -100,6 +100,21 @@ class Total(TensorOp):
         return f"sum({p.text(self.args[0])})"
 
 
+class Filled(TensorOp):
+    """A tensor of one per-example shape filled with a number: the cotangent a sum hands to an
+    operator whose adjoint needs a real tensor (sum(dense(h, n)) -> Wᵀ·ones)."""
+
+    def torch_text(self, p):
+        value, dims = self.args[0], ", ".join(str(int(d)) for d in self.args[1:])
+        shape = f"({p.batch_like}.shape[0], {dims})"
+        if value == 1:
+            return f"{p.batch_like}.new_ones({shape})"
+        return f"{p.batch_like}.new_full({shape}, {p.text(value)})"
+
+    def plain_text(self, p):
+        return f"{p.text(self.args[0])}·ones"
+
+
 class CostGrad(TensorOp):
     """dC/dh_L (h_L, label): the cost's gradient at the current output state."""
     nargs = 2
