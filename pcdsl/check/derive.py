@@ -71,21 +71,33 @@ def projection(domain: Domain, expr: sp.Expr) -> tuple[sp.Expr, str]:
 
 def masked_energy(terms: list[TermView], state: sp.Symbol, defs: Definitions) -> sp.Expr:
     """The energy terms holding the state, with every operator that holds it replaced by a
-    dummy: a polynomial in the bare state."""
-    total = sp.Add(*(t.energy for t in terms))
-    return sp.expand(mask_ops_containing(defs.expand(total), state))
+    dummy: a polynomial in the bare state (the builder admits whole powers only)."""
+    return mask_ops_containing(defs.expand(sp.Add(*(t.energy for t in terms))), state)
 
 
-def _as_polynomial(expr: sp.Expr, state: sp.Symbol) -> Optional[sp.Poly]:
-    try:
-        return sp.Poly(expr, state)
-    except sp.PolynomialError:
-        return None
+MAX_DEGREE = 64
 
 
-def _curvature_text(poly: sp.Poly, state: sp.Symbol) -> str:
+def degree_and_leading(polynomial: sp.Expr, state: sp.Symbol) -> tuple[int, sp.Expr]:
+    """The degree of a polynomial in `state` and its leading coefficient, by differentiating
+    until the state is gone (much cheaper than expanding the squares of long sums). Terms that
+    cancel only after expansion can make the leading coefficient 0; then expand and count."""
+    current = polynomial
+    for degree in range(MAX_DEGREE + 1):
+        derivative = sp.diff(current, state) if current.has(state) else sp.Integer(0)
+        if derivative == 0:
+            leading = sp.expand(current) / sp.factorial(degree)
+            if leading != 0 or degree == 0:
+                return degree, leading
+            poly = sp.Poly(sp.expand(polynomial), state)
+            return poly.degree(), poly.LC()
+        current = derivative
+    return MAX_DEGREE + 1, sp.Integer(0)
+
+
+def _curvature_text(polynomial: sp.Expr, state: sp.Symbol) -> str:
     from ..codegen.notation import plain
-    return plain(sp.diff(poly.as_expr(), state, 2))
+    return plain(sp.expand(sp.diff(polynomial, state, 2)))
 
 
 def _own_nonlinearity(terms: list[TermView], state: sp.Symbol, defs: Definitions) -> Optional[str]:
@@ -121,14 +133,12 @@ def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermView], defs: D
         gradient += BETA * cost_grad
     _, projection_name = projection(domain, state)
 
-    poly = _as_polynomial(masked_energy(terms, state, defs), state)
-    if poly is None:   # the builder admits integer powers only, so this is a safeguard
-        raise PcdslError(messages.BAD_EXPONENT, diag_span(terms[0].span), value="a non-integer", limit=16)
-    degree, leading = poly.degree(), poly.LC()
+    polynomial = masked_energy(terms, state, defs)
+    degree, leading = degree_and_leading(polynomial, state)
     if degree < 2 or degree % 2 or not (leading.is_number and leading > 0):
         culprit = next((t for t in terms if _degree(t, state, defs) == degree), terms[0])
         raise PcdslError(messages.BAD_CURVATURE, diag_span(culprit.span), name=name,
-                         curvature=_curvature_text(poly, state),
+                         curvature=_curvature_text(polynomial, state),
                          hint=f"add a self term such as `0.5*sum({name}**2)` or predict it with `{name} ~ ...`")
 
     def gradient_rule(reason: str) -> UpdateRule:
@@ -168,8 +178,7 @@ def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermView], defs: D
 
 
 def _degree(term: TermView, state: sp.Symbol, defs: Definitions) -> int:
-    poly = _as_polynomial(sp.expand(mask_ops_containing(defs.expand(term.energy), state)), state)
-    return poly.degree() if poly is not None else -1
+    return degree_and_leading(masked_energy([term], state, defs), state)[0]
 
 
 def _number(value: sp.Expr) -> str:

@@ -258,6 +258,16 @@ def pair_text(values: tuple[int, int]) -> str:
     return str(values[0]) if values[0] == values[1] else f"({values[0]}, {values[1]})"
 
 
+def strided(numerator: sp.Expr, stride: int) -> sp.Expr:
+    """⌊numerator / stride⌋ for a shape shown to people. SymPy's floor consults its assumption
+    system on every call (slow); a stride of 1 or a number needs no floor at all."""
+    if stride == 1:
+        return numerator
+    if numerator.is_Number:
+        return sp.Integer(int(numerator) // stride)
+    return sp.floor(numerator / stride, evaluate=False)
+
+
 def require_rank(shape: Shape, rank: int, op: str, expected: str, hint: Optional[str] = None) -> None:
     if shape.rank != rank:
         raise ShapeError(messages.RANK_MISMATCH, hint=hint, op=op, expected=expected, got=shape)

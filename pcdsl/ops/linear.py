@@ -13,7 +13,7 @@ import sympy as sp
 
 from ..diagnostics import messages
 from .base import (Option, Shape, ShapeError, TensorOp, WeightShape, number_text, pair_text,
-                   register, require_rank, static)
+                   register, require_rank, static, strided)
 
 CHANNELS = Option("size", "count", doc="output features / channels")
 KERNEL = Option("k", "count", 3, "kernel size")
@@ -96,7 +96,7 @@ class Conv(WeightedOp):
         require_rank(shape, 3, "conv", "an image [c, h, w]")
         k, s, p = opts["k"], opts["stride"], opts["pad"]
         out = shape.with_dims(lambda d: (d + 2 * p - k) // s + 1,
-                              lambda d: sp.floor((d + 2 * p - k) / s) + 1)
+                              lambda d: strided(d + 2 * p - k, s) + 1)
         out = Shape((opts.symbolic["size"],) + out.symbolic[1:], (opts["size"],) + out.value[1:])
         if min(out.value[1:]) < 1:
             raise ShapeError(messages.NON_POSITIVE_DIM, op="conv", shape=list(out.value))
