@@ -22,7 +22,7 @@ import sympy as sp
 from ..diagnostics import PcdslError, messages
 from ..ir.numbers import MAX_ELEMENTS, unrepresentable
 from ..ir.model import Bias, Binary, Call, Expr, ModelIR, Neg, Number, Ref, SourceSpan, Term, find_first
-from ..ops import REGISTRY, SCALAR, Identity, Resolved, Shape, ShapeError, Total
+from ..ops import REGISTRY, SCALAR, Filled, Identity, Resolved, Shape, ShapeError, Total
 from ..parse.spans import diag_span
 from .symbols import symbol
 
@@ -162,6 +162,8 @@ class ExpressionBuilder:
 
     def _note(self, result, shape: Shape):
         if shape.rank:
+            if result.is_number:   # `h - h`, `0 * h`: SymPy folded a tensor to a number
+                result = Filled(result, *(sp.Integer(d) for d in shape.value))
             self.expr_shapes.setdefault(result, shape)
         return result, shape
 

@@ -138,6 +138,7 @@ class TensorOp(sp.Function):
     """Base of every operator node."""
 
     is_commutative = True          # elementwise products of tensors commute, so Mul is right
+    is_number = False              # a tensor, even when every argument is a number (Filled)
 
     op_name: ClassVar[str] = ""    # the name in model files; "" for internal operators
     summary: ClassVar[str] = ""    # one line for docs/language.md

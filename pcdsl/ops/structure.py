@@ -11,7 +11,7 @@ import math
 
 import sympy as sp
 
-from .base import SCALAR, Shape, TensorOp, helper, register, static
+from .base import SCALAR, Interval, Shape, TensorOp, helper, register, static
 
 
 @register
@@ -110,6 +110,10 @@ class Filled(TensorOp):
         if value == 1:
             return f"{p.batch_like}.new_ones({shape})"
         return f"{p.batch_like}.new_full({shape}, {p.text(value)})"
+
+    def value_range(self, arg_ranges):
+        value = float(self.args[0])
+        return Interval(value, value)
 
     def plain_text(self, p):
         return f"{p.text(self.args[0])}·ones"
