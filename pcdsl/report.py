@@ -17,9 +17,12 @@ def _domain(var) -> str:
     return f"in [{d.low:g}, {d.high:g}]"
 
 
-def _gradient_step(state: str, projection: str) -> str:
-    step = f"{state} - step·v"
-    return f"{step if projection == 'none' else f'{projection}({step})'},  v <- momentum·v + ∂F/∂{state}"
+def _gradient_step(state: str, projection: str, step: float, momentum: float) -> str:
+    """h <- Proj(h - 0.1·∂F/∂h), or with the heavy-ball velocity when momentum is on."""
+    direction = f"∂F/∂{state}" if not momentum else "v"
+    text = f"{state} - {step:g}·{direction}"
+    text = text if projection == "none" else f"{projection}({text})"
+    return text if not momentum else f"{text},  v <- {momentum:g}·v + ∂F/∂{state}"
 
 
 def model_report(checked: CheckedModel) -> dict:
@@ -34,7 +37,8 @@ def model_report(checked: CheckedModel) -> dict:
         closed = rule.kind == "closed"
         rules.append({"state": name, "rule": rule.kind, "reason": rule.reason,
                       "curvature": str(rule.curvature) if closed else None, "projection": rule.projection,
-                      "update": plain(rule.update) if closed else _gradient_step(name, rule.projection),
+                      "update": plain(rule.update) if closed else _gradient_step(
+                          name, rule.projection, ir.train.relax_step, ir.train.relax_momentum),
                       "mod_update": plain(rule.mod_update) if rule.mod_update is not None else None,
                       "gradient": plain(rule.gradient)})
     return {
