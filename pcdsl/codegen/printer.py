@@ -110,7 +110,9 @@ class TorchPrinter(PythonCodePrinter):
         numerator, denominator = [], []
         saved, self.in_product = self.in_product, True
         try:
-            for factor in sp.Mul.make_args(rest):
+            # scalar constants of the module first: self.RELAX_STEP * grad_h, not grad_h * self.RELAX_STEP
+            factors = sorted(sp.Mul.make_args(rest), key=lambda f: not (f.is_Symbol and f.name.startswith("aux:relax")))
+            for factor in factors:
                 if isinstance(factor, sp.Pow) and factor.exp.is_number and factor.exp < 0:
                     denominator.append(self._factor(factor.base ** -factor.exp))
                 else:
