@@ -194,6 +194,19 @@ class _Derivative(TensorOp):
         raise TypeError(f"{type(self).__name__} is a derivative; it is not differentiated again")
 
 
+class _HelperDerivative(_Derivative):
+    """f'(a) computed by a helper function of the generated module: `helpers[0](a, *statics)`;
+    `function` names the activation for people (gelu' etc.)."""
+    function: str = ""
+
+    def torch_text(self, p):
+        extra = "".join(f", {number_text(a)}" for a in self.args[1:])
+        return f"{self.helpers[0]}({p.text(self.args[0])}{extra})"
+
+    def plain_text(self, p):
+        return f"{self.function}'({p.text(self.args[0])})"
+
+
 class Step(_Derivative):
     """relu'(a): 1 where a > 0, else 0."""
 
@@ -225,14 +238,9 @@ def gelu_grad(a):
 ''')
 
 
-class GeluGrad(_Derivative):
+class GeluGrad(_HelperDerivative):
+    function = "gelu"
     helpers = (GELU_GRAD,)
-
-    def torch_text(self, p):
-        return f"gelu_grad({p.text(self.args[0])})"
-
-    def plain_text(self, p):
-        return f"gelu'({p.text(self.args[0])})"
 
 
 SILU_GRAD = helper("silu_grad", '''
@@ -243,14 +251,9 @@ def silu_grad(a):
 ''')
 
 
-class SiluGrad(_Derivative):
+class SiluGrad(_HelperDerivative):
+    function = "silu"
     helpers = (SILU_GRAD,)
-
-    def torch_text(self, p):
-        return f"silu_grad({p.text(self.args[0])})"
-
-    def plain_text(self, p):
-        return f"silu'({p.text(self.args[0])})"
 
 
 LEAKY_RELU_GRAD = helper("leaky_relu_grad", '''
@@ -260,15 +263,10 @@ def leaky_relu_grad(a, slope):
 ''')
 
 
-class LeakyStep(_Derivative):
+class LeakyStep(_HelperDerivative):
+    function = "leaky_relu"
     nargs = 2
     helpers = (LEAKY_RELU_GRAD,)
-
-    def torch_text(self, p):
-        return f"leaky_relu_grad({p.text(self.args[0])}, {number_text(self.args[1])})"
-
-    def plain_text(self, p):
-        return f"leaky_relu'({p.text(self.args[0])})"
 
 
 ELU_GRAD = helper("elu_grad", '''
@@ -279,15 +277,10 @@ def elu_grad(a, alpha):
 ''')
 
 
-class EluGrad(_Derivative):
+class EluGrad(_HelperDerivative):
+    function = "elu"
     nargs = 2
     helpers = (ELU_GRAD,)
-
-    def torch_text(self, p):
-        return f"elu_grad({p.text(self.args[0])}, {number_text(self.args[1])})"
-
-    def plain_text(self, p):
-        return f"elu'({p.text(self.args[0])})"
 
 
 SOFTSIGN_GRAD = helper("softsign_grad", '''
@@ -297,14 +290,9 @@ def softsign_grad(a):
 ''')
 
 
-class SoftsignGrad(_Derivative):
+class SoftsignGrad(_HelperDerivative):
+    function = "softsign"
     helpers = (SOFTSIGN_GRAD,)
-
-    def torch_text(self, p):
-        return f"softsign_grad({p.text(self.args[0])})"
-
-    def plain_text(self, p):
-        return f"softsign'({p.text(self.args[0])})"
 
 
 class Clamp(TensorOp):
