@@ -14,6 +14,8 @@
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,7 +27,6 @@ def _set_items(sizes: dict[str, int], overrides: Optional[dict[str, Any]]) -> li
 
 
 def _override_text(value) -> str:
-    import json
     return json.dumps(value) if isinstance(value, (list, bool)) else str(value)
 
 
@@ -39,7 +40,6 @@ def _model_class(compiled):
         "__module__": generated.__module__, "__qualname__": "Model", "__doc__": generated.__doc__,
         "train_config": compiled.ir.train})
     # the module's `Model` is the class users hold, so pickling by reference finds it
-    import sys
     sys.modules[module_name].Model = model_class
     return model_class
 

@@ -32,6 +32,7 @@ from ..ops import REGISTRY, Clamp
 from ..parse.spans import diag_span
 from .algebra import Definitions, ShapeOf, energy_gradient, mask_ops_containing, op_label, operator_holding
 from .symbols import BETA, user_name
+from .terms import TermInfo
 
 
 @dataclass
@@ -44,16 +45,6 @@ class UpdateRule:
     curvature: Optional[sp.Expr] = None   # closed form: c > 0
     update: Optional[sp.Expr] = None      # closed form: Proj(-r / c), PGD
     mod_update: Optional[sp.Expr] = None  # closed form: the mod-PGD form, when it differs
-
-
-@dataclass
-class TermView:
-    """What the derivation needs of one energy term that holds the state."""
-    name: str
-    target: Optional[str]          # `~` terms: the predicted state
-    energy: sp.Expr
-    prediction: Optional[sp.Expr]
-    span: object
 
 
 def projection(domain: Domain, expr: sp.Expr) -> tuple[sp.Expr, str]:
@@ -69,7 +60,7 @@ def projection(domain: Domain, expr: sp.Expr) -> tuple[sp.Expr, str]:
     return Clamp(expr, lo, hi), f"clamp({low:g}, {high:g})" if high is not None else f"clamp({low:g}, inf)"
 
 
-def masked_energy(terms: list[TermView], state: sp.Symbol, defs: Definitions) -> sp.Expr:
+def masked_energy(terms: list[TermInfo], state: sp.Symbol, defs: Definitions) -> sp.Expr:
     """The energy terms holding the state, with every operator that holds it replaced by a
     dummy: a polynomial in the bare state (the builder admits whole powers only)."""
     return mask_ops_containing(defs.expand(sp.Add(*(t.energy for t in terms))), state)
@@ -100,7 +91,7 @@ def _curvature_text(polynomial: sp.Expr, state: sp.Symbol) -> str:
     return plain(sp.expand(sp.diff(polynomial, state, 2)))
 
 
-def _own_nonlinearity(terms: list[TermView], state: sp.Symbol, defs: Definitions) -> Optional[str]:
+def _own_nonlinearity(terms: list[TermInfo], state: sp.Symbol, defs: Definitions) -> Optional[str]:
     """Why the state has no closed-form update although F is quadratic in it, or None."""
     name = user_name(state)
     for term in terms:
@@ -115,7 +106,7 @@ def _own_nonlinearity(terms: list[TermView], state: sp.Symbol, defs: Definitions
     return None
 
 
-def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermView], defs: Definitions,
+def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermInfo], defs: Definitions,
                 shape_of: ShapeOf, cost_grad: Optional[sp.Expr], own_activation, force_gradient: bool
                 ) -> UpdateRule:
     """The update rule of one free state. `terms` are the energy terms that hold it; `cost_grad`
@@ -177,7 +168,7 @@ def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermView], defs: D
     return UpdateRule(name, "closed", reason, gradient, projection_name, curvature, update, mod_update)
 
 
-def _degree(term: TermView, state: sp.Symbol, defs: Definitions) -> int:
+def _degree(term: TermInfo, state: sp.Symbol, defs: Definitions) -> int:
     return degree_and_leading(masked_energy([term], state, defs), state)[0]
 
 

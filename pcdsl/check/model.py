@@ -19,22 +19,11 @@ from ..ops import AvgPool, CostGrad, Interval, MaxPool, Shape, TensorOp, Total
 from ..parse.spans import diag_span
 from .algebra import Definitions
 from .build import ExpressionBuilder, ParamInfo
-from .derive import TermView, UpdateRule, derive_rule
+from .derive import UpdateRule, derive_rule
 from .ranges import value_range
 from .schedule import colour_groups, feedforward_order, interaction_graph
-from .symbols import intermediate, symbol
-
-
-@dataclass
-class TermInfo:
-    name: str
-    target: Optional[str]
-    energy: sp.Expr                          # scalar, in terms of the named intermediates
-    line: int
-    span: object
-    prediction: Optional[sp.Expr] = None     # `~` terms: the prediction f(...) in named form
-    states: set[str] = field(default_factory=set)   # free states it touches
-    reads_input: bool = False
+from .terms import TermInfo
+from .symbols import intermediate
 
 
 @dataclass
@@ -61,13 +50,6 @@ class CheckedModel:
     @property
     def parameter_count(self) -> int:
         return sum(p.numel for p in self.params.values())
-
-    def shape_of(self, expr: sp.Expr) -> Shape:
-        if expr in self.expr_shapes:
-            return self.expr_shapes[expr]
-        if expr in self.definitions:
-            return self.shape_of(self.definitions[expr])
-        raise KeyError(expr)
 
     def term_of(self, state: str) -> Optional[TermInfo]:
         """The `~` term that predicts `state`, if any."""
@@ -115,8 +97,7 @@ def check_model(ir: ModelIR) -> CheckedModel:
     force_gradient = ir.train.relax_rule == "gradient"
     rules: dict[str, UpdateRule] = {}
     for var in ir.free_states:
-        holding = [TermView(t.name, t.target, t.energy, t.prediction, t.span) for t in terms
-                   if var.name in t.states]
+        holding = [t for t in terms if var.name in t.states]
         rules[var.name] = derive_rule(builder.symbols[var.name], var.domain, holding, definitions, shape_of,
                                       cost_grad if var.name == output else None,
                                       own_activation.get(var.name), force_gradient)
@@ -222,4 +203,4 @@ def _pcn_term(term: Term, builder: ExpressionBuilder, definitions: Definitions, 
     return TermInfo(term.name, term.target, energy, line, term.span, prediction=named_prediction)
 
 
-__all__ = ["CheckedModel", "TermInfo", "check_model", "symbol"]
+__all__ = ["CheckedModel", "TermInfo", "check_model"]

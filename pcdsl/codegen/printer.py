@@ -94,14 +94,15 @@ class TorchPrinter(PythonCodePrinter):
             args.remove(linear)
             args.remove(bias)
             head = linear.torch_text(self, bias=bias)
-        return signed_sum(([head] if head else []) + [self.text(arg) for arg in self._order(args)])
+        return signed_sum(([head] if head else []) + self._ordered_texts(args))
 
-    def _order(self, args):
-        """Sums read best with the plain terms first and the subtracted ones last."""
-        def key(arg):
-            text = self.text(arg)
-            return (text.startswith("-"), 0 if arg == self.mod_node else 1 if arg.is_Symbol else 2)
-        return sorted(args, key=key)
+    def _ordered_texts(self, args) -> list[str]:
+        """Each summand printed once; sums read best with the plain terms first (the mod-PGD
+        node, then symbols) and the subtracted ones last."""
+        printed = [(self.text(arg), arg) for arg in args]
+        printed.sort(key=lambda pair: (pair[0].startswith("-"),
+                                       0 if pair[1] == self.mod_node else 1 if pair[1].is_Symbol else 2))
+        return [text for text, _ in printed]
 
     def _print_Mul(self, expr):
         coeff, rest = expr.as_coeff_Mul()

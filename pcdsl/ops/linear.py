@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..diagnostics import messages
-from .base import (Option, Shape, ShapeError, TensorOp, WeightShape, number_text, pair_text,
+from .base import (Option, Shape, ShapeError, TensorOp, WeightShape, pair_text,
                    register, require_rank, static, strided)
 
 CHANNELS = Option("size", "count", doc="output features / channels")
@@ -23,6 +23,16 @@ PAD = Option("pad", "natural", 0, "zero padding on each side")
 
 def _conv_geometry(node) -> tuple[int, int, int]:
     return tuple(int(a) for a in node.args[2:5])
+
+
+def _image_out(op: str, shape: Shape, opts, value, symbolic) -> Shape:
+    """The output image: the spatial sides mapped (`value` for numbers, `symbolic` for their
+    expressions in the sizes), the requested channels first; E204 when a side would vanish."""
+    out = shape.with_dims(value, symbolic)
+    out = Shape((opts.symbolic["size"],) + out.symbolic[1:], (opts["size"],) + out.value[1:])
+    if min(out.value[1:]) < 1:
+        raise ShapeError(messages.NON_POSITIVE_DIM, op=op, shape=list(out.value))
+    return out
 
 
 def _conv_options(p, stride: int, pad: int, extra: str = "") -> str:
@@ -95,12 +105,8 @@ class Conv(WeightedOp):
         shape = shapes[0]
         require_rank(shape, 3, "conv", "an image [c, h, w]")
         k, s, p = opts["k"], opts["stride"], opts["pad"]
-        out = shape.with_dims(lambda d: (d + 2 * p - k) // s + 1,
-                              lambda d: strided(d + 2 * p - k, s) + 1)
-        out = Shape((opts.symbolic["size"],) + out.symbolic[1:], (opts["size"],) + out.value[1:])
-        if min(out.value[1:]) < 1:
-            raise ShapeError(messages.NON_POSITIVE_DIM, op="conv", shape=list(out.value))
-        return out
+        return _image_out("conv", shape, opts, lambda d: (d + 2 * p - k) // s + 1,
+                          lambda d: strided(d + 2 * p - k, s) + 1)
 
     @classmethod
     def weight_shape(cls, shape, out, opts):
@@ -163,12 +169,8 @@ class ConvTranspose(WeightedOp):
         if extra >= s:
             raise ShapeError(messages.BAD_OPTION_VALUE, key="output_padding", name="conv_transpose",
                              expected=f"an integer below the stride ({s})", got=str(extra))
-        out = shape.with_dims(lambda d: (d - 1) * s - 2 * p + k + extra,
-                              lambda d: (d - 1) * s - 2 * p + k + extra)
-        out = Shape((opts.symbolic["size"],) + out.symbolic[1:], (opts["size"],) + out.value[1:])
-        if min(out.value[1:]) < 1:
-            raise ShapeError(messages.NON_POSITIVE_DIM, op="conv_transpose", shape=list(out.value))
-        return out
+        size = lambda d: (d - 1) * s - 2 * p + k + extra  # noqa: E731  (the same for numbers and symbols)
+        return _image_out("conv_transpose", shape, opts, size, size)
 
     @classmethod
     def weight_shape(cls, shape, out, opts):
@@ -212,6 +214,3 @@ class ConvTransposeAdjoint(TensorOp):
 
 
 LINEAR_NODES = (Dense, Conv, ConvTranspose)
-
-__all__ = ["Dense", "DenseAdjoint", "Conv", "ConvAdjoint", "ConvTranspose", "ConvTransposeAdjoint",
-           "WeightedOp", "LINEAR_NODES", "number_text"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from pcdsl.ir.config import TrainConfig
-from pcdsl.runtime.estimators import ep_gradients
+from pcdsl.runtime.estimators import bp_gradients, ep_gradients
 
 
 @dataclass
@@ -21,25 +21,23 @@ class StepResult:
     logits: torch.Tensor    # [B, classes]: the free output state, detached
 
 
-def ep_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
-    """Fill p.grad with the EP estimate. Raises FloatingPointError if a relaxation blows up."""
-    estimate = ep_gradients(model, x, label, config.beta, config.steps, scheme=config.scheme,
-                            mod=config.update == "modpgd", synchronous=config.traversal == "sync",
-                            free_steps=config.free_steps)
+def _fill(model, estimate: dict) -> StepResult:
     for parameter, grad in zip(model.parameters(), estimate["grads"], strict=True):
         parameter.grad = grad.detach()
     return StepResult(loss=estimate["loss"].detach(), logits=estimate["free"][model.OUTPUT].detach())
 
 
+def ep_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
+    """Fill p.grad with the EP estimate. Raises FloatingPointError if a relaxation blows up."""
+    return _fill(model, ep_gradients(model, x, label, config.beta, config.steps, scheme=config.scheme,
+                                     mod=config.update == "modpgd", synchronous=config.traversal == "sync",
+                                     free_steps=config.free_steps))
+
+
 def bp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
     """Fill p.grad by backprop through the free phase (a forward pass for a PCN; for other
     energies, through the `free_steps` relaxation iterations)."""
-    for parameter in model.parameters():
-        parameter.grad = None
-    states = model(x, steps=config.free_steps)
-    loss = model.cost(states, label).mean()
-    loss.backward()
-    return StepResult(loss=loss.detach(), logits=states[model.OUTPUT].detach())
+    return _fill(model, bp_gradients(model, x, label, free_steps=config.free_steps))
 
 
 def training_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
