@@ -68,7 +68,9 @@ ShapeOf = Callable[[sp.Expr], Shape]
 
 
 def vjp(expr: sp.Expr, state: sp.Symbol, v: sp.Expr, defs: Definitions, shape_of: ShapeOf) -> sp.Expr:
-    """d/d state of <v, expr>: the vector-Jacobian product, as an expression of the algebra."""
+    """d/d state of <v, expr>: the vector-Jacobian product, as an expression of the algebra.
+    `state` may also be a parameter: a weight's result is its weight-gradient node (summed over
+    the batch), a bias's the per-example cotangent it receives."""
     if not defs.depends(expr, state):
         return sp.Integer(0)
     if expr == state:
@@ -91,6 +93,9 @@ def vjp(expr: sp.Expr, state: sp.Symbol, v: sp.Expr, defs: Definitions, shape_of
         if v.is_number and not (expr.elementwise or isinstance(expr, Total)):
             v = Filled(v, *(sp.Integer(d) for d in shape_of(expr).value))
         total = sp.Integer(0)
+        if isinstance(expr, WeightedOp) and expr.weight == state:
+            # differentiating with respect to this operator's weight: the batch-summed product
+            total += expr.weight_vjp(v)
         for index in expr.tensor_arguments():
             arg = expr.args[index]
             if defs.depends(arg, state):

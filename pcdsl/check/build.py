@@ -42,6 +42,8 @@ class ParamInfo:
     fan_in: int = 0
     fan_out: int = 0
     broadcast: tuple[int, ...] = ()    # biases: the shape they are viewed as when added
+    macs: int = 0                      # weights: multiply-adds of one example's product with it
+    context: tuple[int, ...] = ()      # biases: the per-example shape of what they are added to
 
     @property
     def numel(self) -> int:
@@ -175,7 +177,7 @@ class ExpressionBuilder:
         broadcast = (channels,) + (1,) * (context.rank - 1)
         param = symbol("param", expr.param)
         self.params[expr.param] = ParamInfo(expr.param, param, "bias", term.name, (channels,),
-                                            expr.span.line, broadcast=broadcast)
+                                            expr.span.line, broadcast=broadcast, context=tuple(context.value))
         self.expr_shapes[param] = Shape((context.symbolic[0],) + (1,) * (context.rank - 1), broadcast)
         return param, Shape(context.symbolic, context.value)
 
@@ -268,7 +270,8 @@ class ExpressionBuilder:
                 fail(messages.TOO_LARGE, expr.span, what=f"the weight `{expr.param}`", count=f"{count:,}")
             weight = symbol("param", expr.param)
             self.params[expr.param] = ParamInfo(expr.param, weight, expr.op, term.name, spec.shape,
-                                                expr.span.line, fan_in=spec.fan_in, fan_out=spec.fan_out)
+                                                expr.span.line, fan_in=spec.fan_in, fan_out=spec.fan_out,
+                                                macs=spec.macs)
             self.expr_shapes[weight] = Shape(spec.shape, spec.shape)
             if sum(p.numel for p in self.params.values()) > MAX_PARAMETERS:
                 fail(messages.TOO_LARGE, expr.span, what="the model's parameters",

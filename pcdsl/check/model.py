@@ -20,6 +20,7 @@ from ..parse.spans import diag_span
 from .algebra import Definitions
 from .build import ExpressionBuilder, ParamInfo
 from .derive import UpdateRule, derive_rule
+from .param_grads import ParamGradient, derive_param_gradient
 from .ranges import value_range
 from .schedule import colour_groups, feedforward_order, interaction_graph
 from .terms import TermInfo
@@ -42,6 +43,7 @@ class CheckedModel:
     expr_shapes: dict[sp.Expr, Shape]
     cost_grad: sp.Expr
     own_activation: dict[str, tuple[sp.Expr, sp.Expr]] = field(default_factory=dict)
+    param_gradients: dict[str, ParamGradient] = field(default_factory=dict)   # in params order
 
     @property
     def states(self) -> list[str]:
@@ -106,10 +108,12 @@ def check_model(ir: ModelIR) -> CheckedModel:
     groups = colour_groups(free, graph, {s for t in terms if t.reads_input for s in t.states})
     order, reason = _free_phase(ir, builder, terms, definitions, free)
     ordered_params = dict(sorted(builder.params.items(), key=lambda kv: _param_rank(kv[1], ir)))
+    param_gradients = {name: derive_param_gradient(param, terms, definitions, shape_of)
+                       for name, param in ordered_params.items()}
     return CheckedModel(ir=ir, symbols=builder.symbols, shapes=builder.shapes, params=ordered_params,
                         terms=terms, definitions=definitions, definition_lines=definition_lines, rules=rules,
                         groups=groups, feedforward=order, free_phase=reason, expr_shapes=builder.expr_shapes,
-                        cost_grad=cost_grad, own_activation=own_activation)
+                        cost_grad=cost_grad, own_activation=own_activation, param_gradients=param_gradients)
 
 
 def _check_cost(ir: ModelIR, builder: ExpressionBuilder) -> None:

@@ -21,7 +21,8 @@ from ..ops import HELPERS
 PYTHON = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 MODULE_LEVEL = frozenset({"torch", "F", "math", "Model"}) | frozenset(HELPERS)
 # the parameters of the generated methods that hold user-named locals, and their loop variable
-METHOD_LOCALS = frozenset({"self", "x", "states", "label", "beta", "steps", "mod", "synchronous", "_"})
+METHOD_LOCALS = frozenset({"self", "x", "states", "label", "beta", "steps", "mod", "synchronous", "_",
+                           "free", "carry", "phases", "scale", "phase", "energy"})
 # members of torch.nn.Module (torch 2.x; names starting with `_` are reserved wholesale) and of the
 # generated class: a parameter attribute must never shadow one
 MODULE_MEMBERS = frozenset("""
@@ -35,7 +36,8 @@ register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_
 to to_empty train training type xpu zero_grad
 NAME SOURCE SOURCE_SHA256 INPUT_SHAPE STATES STATE_SHAPES OUTPUT NUM_CLASSES COST FEEDFORWARD
 UPDATE_GROUPS UPDATE_RULES FREE_STEPS RELAX_STEP RELAX_MOMENTUM INIT reset_parameters
-initial_states cost cost_grad energies energy state_grads relax param_grads
+initial_states cost cost_grad energies energy state_grads relax param_grads free_phase nudged_phase
+factors param_grads_from
 """.split())
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

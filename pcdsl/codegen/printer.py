@@ -17,11 +17,11 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ..ops import TensorOp, WeightedOp
 from ..ops.base import number_text
-from ..ops.linear import DenseAdjoint
+from ..ops.linear import DenseAdjoint, DenseWeightGrad
 from .text import signed_sum
 
 # operators whose text is infix (`v @ W`): they need parentheses before `.method()`
-INFIX = (DenseAdjoint,)
+INFIX = (DenseAdjoint, DenseWeightGrad)
 
 
 class TorchPrinter(PythonCodePrinter):
@@ -41,6 +41,12 @@ class TorchPrinter(PythonCodePrinter):
     def with_mod_node(self, node: Optional[sp.Expr]) -> "TorchPrinter":
         printer = TorchPrinter(self.name_of, self.bias_view, self.batch_like, node)
         printer.helpers_used = self.helpers_used     # shared: the module collects them
+        return printer
+
+    def with_names(self, name_of: Callable[[sp.Symbol], str]) -> "TorchPrinter":
+        """The same printer with other identifiers for symbols (a phase's factors: phase["h1"])."""
+        printer = TorchPrinter(name_of, self.bias_view, self.batch_like, self.mod_node)
+        printer.helpers_used = self.helpers_used
         return printer
 
     # ------------------------------------------------------------------ the operator interface

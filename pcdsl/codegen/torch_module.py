@@ -18,7 +18,8 @@ import sympy as sp
 
 from .. import __version__
 from ..check.symbols import role_of, user_name
-from ..ops import COSTS, HELPERS
+from ..ops import COSTS, HELPERS, WeightGrad
+from ..ops.linear import PHASE_SUM
 from ..plan.program import Assign, HalfSweep, Plan, StateUpdate, local
 from .names import attribute_namespace, local_namespace
 from .notation import plain
@@ -28,7 +29,7 @@ from .text import comment, docstring_line, literal
 INDENT = "    "
 # the readable name of each kind of plan-local value: nudge:o -> nudge_o, next:h1 -> h1_next
 _LOCAL_NAMES = {"nudge": "nudge_{}", "delta": "delta_{}", "grad": "grad_{}", "velocity": "v_{}",
-                "next": "{}_next"}
+                "next": "{}_next", "cot": "g_{}"}
 _FIXED = {"aux:beta": "beta", "aux:relax_step": "self.RELAX_STEP", "aux:relax_momentum": "self.RELAX_MOMENTUM"}
 
 
@@ -102,8 +103,10 @@ class _ModuleWriter:
         if role == "label":
             return "label"
         if role == "aux":
-            kind, state = symbol.name.split(":", 2)[1:]
-            return self.locals.name(symbol, _LOCAL_NAMES[kind].format(self.locals[self.m.symbols[state]]))
+            kind, owner = symbol.name.split(":", 2)[1:]
+            # a state's local name; a term's own name (energy terms, named cotangents) otherwise
+            owner_text = self.locals[self.m.symbols[owner]] if owner in self.m.symbols else owner
+            return self.locals.name(symbol, _LOCAL_NAMES[kind].format(owner_text))
         return self.locals.name(symbol, user_name(symbol))
 
     def p(self, expr: sp.Expr, mod_node: Optional[sp.Expr] = None) -> str:
@@ -164,6 +167,16 @@ class _ModuleWriter:
     def states_dict(self) -> str:
         return "{" + ", ".join(f"{literal(s)}: {self.locals[self.m.symbols[s]]}" for s in self.m.states) + "}"
 
+    def dict_text(self, symbols) -> str:
+        """{"name": name, ...} of values keyed by their identifiers in the module."""
+        return "{" + ", ".join(f"{literal(self.name_of(s))}: {self.name_of(s)}" for s in symbols) + "}"
+
+    def unpack(self, symbols, source: str) -> None:
+        """name_a, name_b = source["name_a"], source["name_b"]"""
+        if symbols:
+            names = [self.name_of(s) for s in symbols]
+            self.w.line(f"{', '.join(names)} = {', '.join(f'{source}[{literal(n)}]' for n in names)}")
+
     # ------------------------------------------------------------------ the module
     def write(self) -> str:
         self.w.line("class Model(torch.nn.Module):")
@@ -177,6 +190,9 @@ class _ModuleWriter:
             self.energies()
             self.state_grads()
             self.relax()
+            self.nudged_phase()
+            self.factors()
+            self.param_grads_from()
             self.param_grads()
         body = self.w.text()
         head = Writer()
@@ -298,18 +314,30 @@ class _ModuleWriter:
         self.w.line()
 
     def forward(self) -> None:
+        phase = self.plan.forward
         self.w.line("def forward(self, x, steps=None):")
         with self.w.indent():
-            phase = self.plan.forward
             if phase is not None:
                 self.w.line('"""Free phase: the feedforward pass, the zero-energy equilibrium (`steps` is unused)."""')
-                self.bind_input()
-                self.assigns(phase.body)
-                self.w.line(f"return {self.states_dict()}")
+                self.w.line("return self.free_phase(x)[0]")
             else:
                 self.w.line('"""Free phase: relax from rest at beta = 0 (FREE_STEPS iterations unless `steps`)."""')
                 self.w.line("return self.relax(x, self.initial_states(x), None, 0.0, "
                             "self.FREE_STEPS if steps is None else steps)")
+        self.w.line()
+        self.w.line("def free_phase(self, x, steps=None):")
+        with self.w.indent():
+            if phase is not None:
+                self.w.line('"""The feedforward pass, and what the nudged phases reuse from it: (states, carry)."""')
+                self.bind_input()
+                self.assigns(phase.body)
+                carried = self.plan.nudged.carried
+                self.w.line(f"carry = {self.dict_text(carried)}")
+                self.w.line(f"return {self.states_dict()}, carry")
+            else:
+                self.w.line('"""The free phase and what the nudged phases reuse from it (nothing: they start with a')
+                self.w.line('relaxation of their own): (states, carry)."""')
+                self.w.line("return self.forward(x, steps), {}")
         self.w.line()
         if phase is None:
             self.w.line("def initial_states(self, x):")
@@ -434,32 +462,152 @@ class _ModuleWriter:
             self.assigns(prologue)
         self.w.line("for _ in range(steps):")
         with self.w.indent():
-            for sweep in sweeps:
-                if len(sweeps) > 1:
-                    reused = ""
-                    if sweep.reused:
-                        reused = f" (reuses {', '.join(self.name_of(s) for s in sweep.reused)})"
-                    self.w.line(f"# half-sweep {sweep.index + 1} of {len(sweeps)}: "
-                                f"{', '.join(comment(s) for s in sweep.states)}{reused}")
-                self.assigns(sweep.body)
-                self.sweep_updates(sweep, into_next=False)
+            self.half_sweeps(sweeps, len(sweeps))
+
+    def half_sweeps(self, sweeps: list[HalfSweep], groups: int) -> None:
+        for sweep in sweeps:
+            if groups > 1:
+                reused = ""
+                if sweep.reused:
+                    reused = f" (reuses {', '.join(self.name_of(s) for s in sweep.reused)})"
+                self.w.line(f"# half-sweep {sweep.index + 1} of {groups}: "
+                            f"{', '.join(comment(s) for s in sweep.states)}{reused}")
+            self.assigns(sweep.body)
+            self.sweep_updates(sweep, into_next=False)
+
+    # ------------------------------------------------------------------ the nudged phase and dE/dθ
+    def nudged_phase(self) -> None:
+        nudged = self.plan.nudged
+        self.w.line("def nudged_phase(self, x, free, carry, label, beta, steps, mod=True):")
+        with self.w.indent():
+            self.w.line('"""`steps` asynchronous iterations of the update rules of F = E + beta * C from the free')
+            self.w.line("state, then the factors of dE/dθ there: (states, factors). `carry` is free_phase's second")
+            if nudged is None:
+                self.w.line('result (unused here: the free state comes from a relaxation)."""')
+                self.w.line("states = self.relax(x, free, label, beta, steps, mod)")
+                self.w.line("return states, self.factors(x, states)")
+                self.w.line()
+                return
+            self.w.line("result. The same states as relax(x, free, label, beta, steps, mod), computed with less:")
+            self.w.line("at the free state every prediction error is zero, so the first iterations move only the")
+            self.w.line('states the output\'s error has reached, and the free pass\'s values are not recomputed."""')
+            self.bind_input()
+            self.unpack_states(self.m.states, "free")
+            if nudged.carried:
+                self.w.line("# computed by the free pass at these states")
+                self.unpack(nudged.carried, "carry")
+            for velocity in nudged.velocities:
+                state = velocity.name.split(":", 2)[2]
+                self.w.line(f"{self.name_of(velocity)} = torch.zeros_like({self.locals[self.m.symbols[state]]})")
+            groups = len(self.m.groups)
+            for iteration in nudged.peeled:
+                self.w.line(f"if steps >= {iteration.number}:")
+                with self.w.indent():
+                    moving = [s for sweep in iteration.sweeps for s in sweep.states]
+                    still = [s for s in self.m.states if s not in moving]
+                    self.w.line(f"# iteration {iteration.number}: the error moves {', '.join(comment(s) for s in moving)}"
+                                + (f"; {', '.join(comment(s) for s in still)} still at the free state" if still else ""))
+                    self.half_sweeps(iteration.sweeps, groups)
+            peeled = len(nudged.peeled)
+            if nudged.before_loop:
+                self.w.line(f"if steps > {peeled}:")
+                with self.w.indent():
+                    self.w.line("# read by the loop's first half-sweep")
+                    self.assigns(nudged.before_loop)
+            if peeled:
+                self.w.line(f"# iterations {peeled + 1}.. move every state")
+            self.w.line(f"for _ in range(steps{f' - {peeled}' if peeled else ''}):")
+            with self.w.indent():
+                self.half_sweeps(nudged.loop, groups)
+            self.w.line("# the factors of dE/dθ at the relaxed state")
+            self.assigns(nudged.epilogue)
+            self.factors_result(with_states=True)
+        self.w.line()
+
+    def factors_result(self, with_states: bool) -> None:
+        """The named cotangents, the energy, then `return factors` (with the states before them
+        for nudged_phase)."""
+        factors = self.plan.factors
+        self.assigns(factors.cotangents)
+        self.w.line(f"energy = {self.p(factors.energy)}")
+        self.w.line("factors = {")
+        with self.w.indent():
+            self.w.line(f"{literal('energy')}: energy,")
+            for symbol in factors.returned:
+                self.w.line(f"{literal(self.name_of(symbol))}: {self.name_of(symbol)},")
+        self.w.line("}")
+        self.w.line(f"return {self.states_dict()}, factors" if with_states else "return factors")
+
+    def factors(self) -> None:
+        factors = self.plan.factors
+        self.w.line("def factors(self, x, states):")
+        with self.w.indent():
+            self.w.line('"""What dE/dθ needs at `states`: the per-example energy, the cotangent at every weighted')
+            self.w.line('operator and the states the products read (param_grads_from turns them into gradients)."""')
+            self.bind_input()
+            self.unpack_states(self.states_read([self.m.definitions.expand(s) if s in self.m.definitions else s
+                                                 for s in factors.roots + factors.returned] + [factors.energy]))
+            self.assigns(self.assign_list(factors.roots))
+            self.factors_result(with_states=False)
+        self.w.line()
+
+    def assign_list(self, symbols) -> list[Assign]:
+        return [Assign(s, self.m.definitions[s], self.m.definition_lines.get(s)) for s in symbols]
+
+    def param_grads_from(self) -> None:
+        factors = self.plan.factors
+        returned = set(factors.returned)
+        combined = {p.node.args[1] for p in factors.products if p.invariant_input}
+        in_phase = self.printer.with_names(
+            lambda s: f"phase[{literal(self.name_of(s))}]" if s in returned else self.name_of(s))
+        self.printer.helpers_used.add(PHASE_SUM)
+        self.w.line("def param_grads_from(self, x, phases):")
+        with self.w.indent():
+            self.w.line('"""Σ scale · dE/dθ (the energy summed over the batch) over the phases\' (scale, factors), in')
+            self.w.line("parameters() order: each parameter's local product of cotangent and input, formed once per")
+            self.w.line('phase, or once in all where the input is the same in every phase."""')
+            self.bind_input()
+            if combined:
+                self.w.line("# weights whose input is the same in every phase: the phases' cotangents combined, one product")
+                self.assigns(factors.product_invariants)
+                for symbol in sorted(combined, key=lambda s: self.name_of(s)):
+                    self.w.line(f"{self.name_of(symbol)} = phase_sum([scale * {in_phase.operand(symbol)} "
+                                f"for scale, phase in phases])")
+            self.w.line("return [")
+            with self.w.indent():
+                for product in factors.products:
+                    node = product.node
+                    cotangent = node.args[1] if isinstance(node, WeightGrad) else node.args[0]
+                    sign = _coefficient_text(product.coefficient)
+                    # a bias's sum is linear in its cotangent alone: the combined one serves it too
+                    if product.invariant_input or (not isinstance(node, WeightGrad) and cotangent in combined):
+                        text = f"{sign}{self.printer.operand(node) if sign else self.p(node)}"
+                    else:
+                        text = f"{sign}phase_sum([scale * {in_phase.operand(node)} for scale, phase in phases])"
+                    self.w.line(f"{text},  # {comment(product.param)}")
+            self.w.line("]")
+        self.w.line()
 
     def param_grads(self) -> None:
         self.w.line("def param_grads(self, x, states):")
         with self.w.indent():
-            self.w.line('"""dE/dtheta of the batch-mean energy at fixed states, with that energy (autograd on the')
-            self.w.line('energy alone: no relaxation is differentiated). Gradients in parameters() order."""')
-            self.w.line("states = {name: h.detach() for name, h in states.items()}")
-            self.w.line("params = list(self.parameters())")
-            self.w.line("with torch.enable_grad():")
-            with self.w.indent():
-                self.w.line("energy = self.energy(x.detach(), states).mean()")
-                self.w.line("grads = torch.autograd.grad(energy, params, allow_unused=True)")
-            self.w.line("return energy.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]")
+            self.w.line('"""dE/dtheta of the batch-mean energy at fixed states, with that energy, from the explicit')
+            self.w.line('local products (no autograd). Gradients in parameters() order."""')
+            self.w.line("factors = self.factors(x, states)")
+            self.w.line('return factors["energy"].mean(), self.param_grads_from(x, [(1.0 / x.shape[0], factors)])')
 
 
 def _next(symbol: sp.Symbol) -> sp.Symbol:
     return local("next", user_name(symbol))
+
+
+def _coefficient_text(coefficient: sp.Expr) -> str:
+    """The prefix a numeric coefficient prints as: "", "-", "2.0 * "."""
+    if coefficient == 1:
+        return ""
+    if coefficient == -1:
+        return "-"
+    return f"{float(coefficient)!r} * "
 
 
 def _tuple(names) -> str:

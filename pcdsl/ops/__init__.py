@@ -10,16 +10,18 @@ from .activations import (BoxMask, Clamp, Elu, EluGrad, Gelu, GeluGrad, HardSigm
 from .base import (HELPERS, REALS, REGISTRY, SCALAR, Interval, Option, Resolved, Shape, ShapeError,
                    TensorOp, WeightShape)
 from .costs import COSTS, Cost
-from .linear import (LINEAR_NODES, Conv, ConvAdjoint, ConvTranspose, ConvTransposeAdjoint, Dense,
-                     DenseAdjoint, WeightedOp)
+from .linear import (LINEAR_NODES, Conv, ConvAdjoint, ConvTranspose, ConvTransposeAdjoint,
+                     ConvTransposeWeightGrad, ConvWeightGrad, Dense, DenseAdjoint, DenseWeightGrad,
+                     WeightedOp, WeightGrad)
 from .pooling import (AvgPool, AvgPoolAdjoint, GlobalAvgPool, GlobalAvgPoolAdjoint, MaxPool,
                       MaxUnpool, Upsample, UpsampleAdjoint)
-from .structure import Add, CostGrad, Filled, Flatten, Identity, Total, Unflatten
+from .structure import Add, BiasGrad, CostGrad, Filled, Flatten, Identity, Total, Unflatten
 
 __all__ = [
     "REGISTRY", "HELPERS", "COSTS", "Cost", "Interval", "REALS", "Option", "Resolved", "Shape",
     "SCALAR", "ShapeError", "TensorOp", "WeightShape", "WeightedOp", "LINEAR_NODES",
     "Dense", "DenseAdjoint", "Conv", "ConvAdjoint", "ConvTranspose", "ConvTransposeAdjoint",
+    "WeightGrad", "DenseWeightGrad", "ConvWeightGrad", "ConvTransposeWeightGrad", "BiasGrad",
     "MaxPool", "MaxUnpool", "AvgPool", "AvgPoolAdjoint", "GlobalAvgPool", "GlobalAvgPoolAdjoint",
     "Upsample", "UpsampleAdjoint", "Flatten", "Unflatten", "Identity", "Add", "Total", "CostGrad", "Filled",
     "Relu", "HardSigmoid", "Tanh", "Sigmoid", "Softplus", "Gelu", "Silu", "LeakyRelu", "Elu",

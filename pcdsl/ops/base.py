@@ -82,10 +82,13 @@ REALS = Interval()
 
 @dataclass(frozen=True)
 class WeightShape:
-    """The parameter an operator creates, with the fans its initialisation uses."""
+    """The parameter an operator creates, with the fans its initialisation uses and the
+    multiply-adds one example's product with it costs (its adjoint and its weight gradient cost
+    the same: the FLOP count of a plan is built from these)."""
     shape: tuple[int, ...]
     fan_in: int
     fan_out: int
+    macs: int = 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,13 +6,19 @@
 # it into F.linear / F.conv2d the way one writes it by hand. The adjoint (transposed matmul,
 # transposed convolution) is what carries the error of the layer above down to a state in the
 # derived update rules; it is an explicit operator, so the relaxation never calls autograd.
+# The weight gradient is explicit too: dE/dW is the local product of the error signal arriving
+# at the operator's output with its input (presynaptic activity x postsynaptic error), summed
+# over the batch: a transposed matmul for dense, the convolution's weight-gradient kernel for
+# conv. Each weight's multiply-adds per example are recorded once (WeightShape.macs); the
+# operator, its adjoint and its weight gradient all cost that much, which is how a plan counts
+# its FLOPs.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
 import sympy as sp
 
 from ..diagnostics import messages
-from .base import (Option, Shape, ShapeError, TensorOp, WeightShape, pair_text,
+from .base import (Option, Shape, ShapeError, TensorOp, WeightShape, helper, pair_text,
                    register, require_rank, static, strided)
 
 CHANNELS = Option("size", "count", doc="output features / channels")
@@ -49,8 +55,48 @@ class WeightedOp(TensorOp):
     def weight(self) -> sp.Symbol:
         return self.args[0]
 
+    def weight_vjp(self, v: sp.Expr) -> sp.Expr:
+        """d<v, self>/dW summed over the batch: the weight-gradient node for cotangent v."""
+        raise NotImplementedError
+
     def torch_text(self, p, bias=None) -> str:
         raise NotImplementedError
+
+
+PHASE_SUM = helper("phase_sum", '''
+def phase_sum(terms):
+    """The sum of a list of tensors, one per phase (without a leading 0 + ...)."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+''')
+
+
+class WeightGrad(TensorOp):
+    """dE/dW for one weighted operator: the product of the cotangent `v` at its output with its
+    input `u`, summed over the batch. The only nodes of the algebra that are not per-example
+    (they have the weight's shape); they appear only at the top of a parameter gradient.
+    Node args: (weight, v, u, static geometry...)."""
+    linear_arg = 1
+
+    @property
+    def weight(self) -> sp.Symbol:
+        return self.args[0]
+
+    @property
+    def cotangent(self) -> sp.Expr:
+        return self.args[1]
+
+    @property
+    def input(self) -> sp.Expr:
+        return self.args[2]
+
+    def with_cotangent(self, v: sp.Expr) -> sp.Expr:
+        return self.func(self.args[0], v, *self.args[2:])
+
+    def plain_text(self, p):
+        return f"Σ {p.operand(self.args[1])} ⊗ {p.operand(self.args[2])}"
 
 
 @register
@@ -67,10 +113,14 @@ class Dense(WeightedOp):
 
     @classmethod
     def weight_shape(cls, shape, out, opts):
-        return WeightShape((opts["size"], shape.value[0]), fan_in=shape.value[0], fan_out=opts["size"])
+        return WeightShape((opts["size"], shape.value[0]), fan_in=shape.value[0], fan_out=opts["size"],
+                           macs=opts["size"] * shape.value[0])
 
     def vjp(self, index, v, shape_of):
         return DenseAdjoint(self.weight, v)
+
+    def weight_vjp(self, v):
+        return DenseWeightGrad(self.weight, v, self.args[1])
 
     def torch_text(self, p, bias=None):
         bias_text = f", {p.param(bias)}" if bias is not None else ""
@@ -90,6 +140,14 @@ class DenseAdjoint(TensorOp):
 
     def plain_text(self, p):
         return f"{p.text(self.args[0])}ᵀ·{p.operand(self.args[1])}"
+
+
+class DenseWeightGrad(WeightGrad):
+    """Σ_batch v uᵀ: the weight gradient of dense(u) for cotangent v, [B, n] x [B, m] -> [n, m]."""
+    nargs = 3          # weight, v, u
+
+    def torch_text(self, p):
+        return f"{p.postfix(self.args[1])}.t() @ {p.operand(self.args[2])}"
 
 
 @register
@@ -112,11 +170,14 @@ class Conv(WeightedOp):
     def weight_shape(cls, shape, out, opts):
         k, channels = opts["k"], shape.value[0]
         return WeightShape((opts["size"], channels, k, k), fan_in=channels * k * k,
-                           fan_out=opts["size"] * k * k)
+                           fan_out=opts["size"] * k * k, macs=out.numel * channels * k * k)
 
     @classmethod
     def build(cls, weight, args, shapes, opts):
         return cls(weight, args[0], *(static(opts[key]) for key in ("k", "stride", "pad")))
+
+    def weight_vjp(self, v):
+        return ConvWeightGrad(self.weight, v, self.args[1], *self.args[2:5])
 
     def vjp(self, index, v, shape_of):
         k, s, p = _conv_geometry(self)
@@ -149,6 +210,22 @@ class ConvAdjoint(TensorOp):
         return f"{p.text(self.args[0])}ᵀ·{p.operand(self.args[1])}"
 
 
+def _weight_grad_text(p, weight, grad_output, conv_input, stride: int, pad: int) -> str:
+    """The weight gradient of conv2d(conv_input, W) for the cotangent grad_output (PyTorch's
+    weight-gradient kernel, the one autograd calls)."""
+    return (f"torch.nn.grad.conv2d_weight({p.text(conv_input)}, {p.param(weight)}.shape, "
+            f"{p.text(grad_output)}{_conv_options(p, stride, pad)})")
+
+
+class ConvWeightGrad(WeightGrad):
+    """The weight gradient of conv(u) for cotangent v."""
+    nargs = 6          # weight, v, u, k, stride, pad
+
+    def torch_text(self, p):
+        _, s, pad = (int(a) for a in self.args[3:6])
+        return _weight_grad_text(p, self.args[0], self.args[1], self.args[2], s, pad)
+
+
 OUTPUT_PADDING = Option("output_padding", "natural", 0, "extra rows/columns on one side of the output")
 
 
@@ -176,11 +253,14 @@ class ConvTranspose(WeightedOp):
     def weight_shape(cls, shape, out, opts):
         k, channels = opts["k"], shape.value[0]
         return WeightShape((channels, opts["size"], k, k), fan_in=channels * k * k,
-                           fan_out=opts["size"] * k * k)
+                           fan_out=opts["size"] * k * k, macs=shape.numel * opts["size"] * k * k)
 
     @classmethod
     def build(cls, weight, args, shapes, opts):
         return cls(weight, args[0], *(static(opts[key]) for key in ("k", "stride", "pad", "output_padding")))
+
+    def weight_vjp(self, v):
+        return ConvTransposeWeightGrad(self.weight, v, self.args[1], *self.args[2:5])
 
     def vjp(self, index, v, shape_of):
         # conv_transpose2d(., W) is the adjoint of conv2d(., W): its own adjoint is that conv,
@@ -211,6 +291,17 @@ class ConvTransposeAdjoint(TensorOp):
 
     def plain_text(self, p):
         return f"{p.text(self.args[0])}·{p.operand(self.args[1])}"
+
+
+class ConvTransposeWeightGrad(WeightGrad):
+    """The weight gradient of conv_transpose(u) for cotangent v. conv_transpose2d(., W) is the
+    adjoint of conv2d(., W), so <v, conv_transpose(u)> = <conv2d(v), u>: the kernel of conv2d
+    with the roles of input and cotangent exchanged."""
+    nargs = 6          # weight, v, u, k, stride, pad
+
+    def torch_text(self, p):
+        _, s, pad = (int(a) for a in self.args[3:6])
+        return _weight_grad_text(p, self.args[0], self.args[2], self.args[1], s, pad)
 
 
 LINEAR_NODES = (Dense, Conv, ConvTranspose)

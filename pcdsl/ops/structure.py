@@ -119,6 +119,22 @@ class Filled(TensorOp):
         return f"{p.text(self.args[0])}·ones"
 
 
+class BiasGrad(TensorOp):
+    """dE/db of a bias: its cotangent summed over the batch and over the dimensions the bias is
+    broadcast along (a conv bias [C] added to [C, H, W]). Not per-example: like the weight
+    gradients, it has the parameter's shape. Node args: (v, rank of v per example)."""
+    nargs = 2
+    linear_arg = 0
+
+    def torch_text(self, p):
+        rank = int(self.args[1])
+        dims = "0" if rank == 1 else "(" + ", ".join(["0"] + [str(d) for d in range(2, rank + 1)]) + ")"
+        return f"{p.postfix(self.args[0])}.sum({dims})"
+
+    def plain_text(self, p):
+        return f"Σ {p.text(self.args[0])}"
+
+
 class CostGrad(TensorOp):
     """dC/dh_L (h_L, label): the cost's gradient at the current output state."""
     nargs = 2

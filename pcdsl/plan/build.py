@@ -16,10 +16,11 @@ import sympy as sp
 from ..check.algebra import Definitions
 from ..check.derive import projection
 from ..check.model import CheckedModel
-from ..check.symbols import BETA
-from ..ops import CostGrad, TensorOp, WeightedOp
-from .passes import SweepNeeds, hoistable, schedule_cycle
-from .program import MOMENTUM, STEP, Assign, HalfSweep, Phase, Plan, Relaxation, StateUpdate, local
+from ..check.symbols import BETA, intermediate
+from ..ops import BiasGrad, CostGrad, TensorOp, WeightedOp, WeightGrad
+from .passes import SweepNeeds, hoistable, invalidated, resolve, schedule_cycle, wavefront
+from .program import (MOMENTUM, STEP, Assign, Factors, HalfSweep, Iteration, NudgedPhase, ParamProduct,
+                      Phase, Plan, Relaxation, StateUpdate, local)
 
 
 def make_plan(model: CheckedModel) -> Plan:
@@ -33,6 +34,7 @@ class _Planner:
         self.state_symbols = {model.symbols[s] for s in model.states}
         config = model.ir.train
         self.momentum = config.relax_momentum
+        self.state_deps = {s: self.defs.bases(self.defs[s]) & self.state_symbols for s in self.defs}
 
     # ------------------------------------------------------------------ helpers
     def assigns(self, symbols) -> list[Assign]:
@@ -55,10 +57,12 @@ class _Planner:
     def plan(self) -> Plan:
         m = self.m
         config = m.ir.train
-        return Plan(model=m, forward=self.forward() if m.feedforward else None,
-                    energies=self.energies(), state_grads=self.state_grads(),
+        forward = self.forward() if m.feedforward else None
+        factors = self.factors()
+        return Plan(model=m, forward=forward, energies=self.energies(), state_grads=self.state_grads(),
                     relaxation=self.relaxation(), rest_values=self.rest_values(),
-                    relax_step=config.relax_step, relax_momentum=config.relax_momentum)
+                    relax_step=config.relax_step, relax_momentum=config.relax_momentum, factors=factors,
+                    nudged=self.nudged_phase(forward, factors) if forward is not None else None)
 
     def forward(self) -> Phase:
         body, done = [], set()
@@ -95,13 +99,15 @@ class _Planner:
         return values
 
     # ------------------------------------------------------------------ the relaxation
-    def update(self, state: str) -> tuple[StateUpdate, list[Assign]]:
-        """The update of one state and the plan-local values it needs (nudge, delta, grad)."""
+    def update(self, state: str, zeros: Optional[dict] = None) -> tuple[StateUpdate, list[Assign]]:
+        """The update of one state and the plan-local values it needs (nudge, delta, grad).
+        `zeros` maps prediction errors known to be zero at this point (the wavefront) to 0."""
         rule = self.m.rules[state]
         h = self.m.symbols[state]
         domain = self.m.ir.variable(state).domain
+        zeros = zeros or {}
         if rule.kind == "gradient":
-            direction, nudge = self.nudged(rule.gradient, state)
+            direction, nudge = self.nudged(rule.gradient.xreplace(zeros), state)
             grad = local("grad", state)
             locals_ = ([nudge] if nudge else []) + [Assign(grad, direction)]
             velocity = None
@@ -112,13 +118,26 @@ class _Planner:
             value, _ = projection(domain, h - STEP * grad)
             return StateUpdate(state, h, "gradient", value, velocity=velocity,
                                note=f"gradient step: {rule.reason}"), locals_
-        value, nudge = self.nudged(rule.update, state)
+        value, nudge = self.nudged(rule.update.xreplace(zeros), state)
         locals_ = [nudge] if nudge else []
         mod_node = self.m.own_activation[state][0] if rule.mod_update is not None else None
         value, delta = self.split_delta(state, rule, value)
         if delta is not None:
             locals_.append(delta)
         return StateUpdate(state, h, "closed", value, mod_node=mod_node), locals_
+
+    def group_updates(self, states: list[str], zeros: Optional[dict] = None
+                      ) -> tuple[list[StateUpdate], list[Assign], set[sp.Symbol]]:
+        """The updates of the states of one half-sweep, the plan-local values they need, and the
+        intermediates all of them read (what the half-sweep must have valid)."""
+        updates, locals_ = [], []
+        for state in states:
+            update, extra = self.update(state, zeros)
+            updates.append(update)
+            locals_ += extra
+        exprs = [u.value for u in updates] + [a.value for a in locals_] + \
+            [u.velocity.value for u in updates if u.velocity is not None]
+        return updates, locals_, {s for e in exprs for s in e.free_symbols if s in self.defs}
 
     def split_delta(self, state: str, rule, value: sp.Expr) -> tuple[sp.Expr, Optional[Assign]]:
         """Name the top-down drive: h <- Proj(own prediction + delta_h), as in METHOD.md."""
@@ -141,19 +160,9 @@ class _Planner:
     def relaxation(self) -> Relaxation:
         m = self.m
         invariants = set(hoistable(self.defs, self.state_symbols))
-        state_deps = {s: self.defs.bases(self.defs[s]) & self.state_symbols for s in self.defs}
+        state_deps = self.state_deps
 
-        per_group = []
-        for group in m.groups:
-            updates, locals_ = [], []
-            for state in group:
-                update, extra = self.update(state)
-                updates.append(update)
-                locals_ += extra
-            exprs = [u.value for u in updates] + [a.value for a in locals_] + \
-                [u.velocity.value for u in updates if u.velocity is not None]
-            roots = {s for e in exprs for s in e.free_symbols if s in self.defs}
-            per_group.append((group, updates, locals_, roots))
+        per_group = [(group, *self.group_updates(group)) for group in m.groups]
 
         needs = [SweepNeeds(roots, {m.symbols[s] for s in group}) for group, _, _, roots in per_group]
         schedule, carried = schedule_cycle(needs, self.defs, state_deps, invariants)
@@ -172,3 +181,107 @@ class _Planner:
                           prologue=self.assigns(s for s in self.closure(list(carried)) if s not in invariants),
                           sweeps=sweeps, synchronous=synchronous,
                           velocities=[u.velocity.target for u in all_updates if u.velocity is not None])
+
+    # ------------------------------------------------------------------ parameter gradients
+    def factors(self) -> Factors:
+        """The local factors of dE/dθ: each parameter's cotangent (named `g_<term>` when it is
+        an expression, shared by a weight and its bias), its input, the energy."""
+        m = self.m
+        named: dict[sp.Expr, sp.Symbol] = {}
+        cotangents, products = [], []
+        owners_used: dict[str, int] = {}
+        for name, gradient in m.param_gradients.items():
+            param = m.params[name]
+            v = gradient.cotangent
+            if not v.is_Symbol:
+                if v not in named:
+                    count = owners_used.get(param.owner, 0)
+                    owners_used[param.owner] = count + 1
+                    named[v] = local("cot", param.owner if count == 0 else f"{param.owner}:{count + 1}")
+                    cotangents.append(Assign(named[v], v, next(t.line for t in m.terms if t.name == param.owner)))
+                v = named[v]
+            node = gradient.node
+            if isinstance(node, WeightGrad):
+                node = node.func(node.args[0], v, *node.args[2:])
+                invariant = not (self.defs.bases(node.input) & self.state_symbols)
+            else:
+                node = BiasGrad(v, *node.args[1:])
+                invariant = False
+            products.append(ParamProduct(name, param.symbol, gradient.coefficient, node, invariant))
+        energy = sp.Add(*(t.energy for t in m.terms))
+        read = set()
+        for product in products:
+            read |= {product.node.args[1] if isinstance(product.node, WeightGrad) else product.node.args[0]}
+            if isinstance(product.node, WeightGrad) and not product.invariant_input:
+                read |= product.node.input.free_symbols
+        passed = self.state_symbols | set(self.defs) | set(named.values())
+        returned = self._ordered(read & passed)
+        roots = self.closure([a.value for a in cotangents] + [energy] + [s for s in returned if s in self.defs])
+        shared_inputs = [p.node.input for p in products if p.invariant_input]
+        return Factors(roots=roots, cotangents=cotangents, energy=energy, returned=returned, products=products,
+                       product_invariants=self.assigns(self.closure(shared_inputs)))
+
+    def _ordered(self, symbols) -> list[sp.Symbol]:
+        """States first (declaration order), then intermediates (definition order), then the rest
+        (named cotangents, in name order)."""
+        states = [self.m.symbols[s] for s in self.m.states if self.m.symbols[s] in symbols]
+        inters = [s for s in self.defs if s in symbols]
+        rest = sorted((s for s in symbols if s not in states and s not in inters), key=lambda s: s.name)
+        return states + inters + rest
+
+    # ------------------------------------------------------------------ the nudged phase of a PCN
+    def nudged_phase(self, forward: Phase, factors: Factors) -> NudgedPhase:
+        m = self.m
+        entry = {a.target for a in forward.body if a.target in self.defs}
+        valid = set(entry)
+        carried: set[sp.Symbol] = set()
+        term_states = [t.states for t in m.terms]
+        moved: set[str] = set()
+
+        def block(roots, writes: set[str]):
+            nonlocal valid
+            computed, reused = resolve(roots, self.defs, valid)
+            carried.update(s for s in reused if s in entry and s not in fresh)
+            fresh.update(computed)
+            valid = invalidated(valid | set(computed), {m.symbols[s] for s in writes}, self.state_deps)
+            return computed, reused
+
+        fresh: set[sp.Symbol] = set()
+        exits = [set(valid)]
+        peeled = []
+        for number, live_sets in enumerate(wavefront(m.groups, term_states, m.ir.cost.output), start=1):
+            sweeps = []
+            for index, live in enumerate(live_sets):
+                if live:
+                    zeros = {intermediate("eps", t.target): sp.Integer(0) for t in m.terms
+                             if t.target is not None and not (t.states & moved)}
+                    updates, locals_, roots = self.group_updates(live, zeros)
+                    computed, reused = block(roots, set(live))
+                    sweeps.append(HalfSweep(index, live, self.assigns(computed) + locals_,
+                                            sorted(reused, key=list(self.defs).index), updates))
+                moved |= set(live)
+            peeled.append(Iteration(number, sweeps))
+            exits.append(set(valid))
+
+        # the steady loop: every state moves; the carry between its half-sweeps as in relax()
+        per_group = [(group, *self.group_updates(group)) for group in m.groups]
+        needs = [SweepNeeds(roots, {m.symbols[s] for s in group}) for group, _, _, roots in per_group]
+        schedule, from_head = schedule_cycle(needs, self.defs, self.state_deps, set())
+        before, _ = block(from_head - valid, set())
+        loop_valid = set(valid)
+        loop = []
+        carried.update(s for s in from_head if s in entry and s not in fresh)
+        for index, ((group, updates, locals_, _), (computed, reused)) in enumerate(zip(per_group, schedule)):
+            loop.append(HalfSweep(index, group, self.assigns(computed) + locals_,
+                                  sorted(reused, key=list(self.defs).index), updates))
+            loop_valid = invalidated(loop_valid | set(computed), {m.symbols[s] for s in group}, self.state_deps)
+        exits.append(loop_valid)
+
+        at_exit = set.intersection(*exits)
+        computed, reused = resolve(factors.roots, self.defs, at_exit)
+        carried.update(s for s in reused if s in entry)
+        velocities = [local("velocity", s) for s in m.states if m.rules[s].kind == "gradient" and self.momentum]
+        return NudgedPhase(carried=[s for s in self.defs if s in carried], peeled=peeled,
+                           before_loop=self.assigns(before), loop=loop, epilogue=self.assigns(computed),
+                           velocities=velocities)
+

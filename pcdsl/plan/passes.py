@@ -10,6 +10,13 @@
 # finds, for a loop body of half-sweeps, which values each one must compute and which it may
 # reuse, including across the loop's back edge; what the first half-sweep of the first iteration
 # reuses from "the previous iteration" is computed once before the loop (the prologue).
+#
+# The wavefront (PCNs): at the free state every prediction error is zero, so a state's gradient
+# is zero, and its update leaves it where it is, until a term it belongs to holds a state that
+# has moved. The output moves first (the cost's pull); each half-sweep then moves the states
+# that share a term with a moved one. `wavefront` lists, per iteration, the states each
+# half-sweep really moves, until an iteration moves all of them (or no more ever will): those
+# iterations are peeled off the loop and reduced to their live states.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
@@ -84,3 +91,34 @@ def schedule_cycle(sweeps: list[SweepNeeds], defs: Definitions, state_deps: dict
         if valid_in <= valid_out:
             return plans, from_head
         valid_in &= valid_out
+
+
+def resolve(roots, defs: Definitions, valid: set) -> tuple[list, set]:
+    """What a straight-line block computes (in dependency order) and what it reuses, given the
+    values valid on entry (no separate invariants: they are among the valid values)."""
+    return _resolve(roots, defs, valid, set())
+
+
+def invalidated(valid: set, writes: set, state_deps: dict) -> set:
+    """The values still valid after the states `writes` change."""
+    return {s for s in valid if not (state_deps[s] & writes)}
+
+
+def wavefront(groups: list[list[str]], term_states: list[set[str]], output: str) -> list[list[list[str]]]:
+    """The states each half-sweep moves, per iteration, for the iterations in which some state
+    does not move yet. A state moves when it is the output or belongs to a term holding a moved
+    state; states of one group update from the same values, so they see what earlier groups of
+    the same iteration moved."""
+    moved: set[str] = set()
+    iterations: list[list[list[str]]] = []
+    previous = None
+    while True:
+        live_sets = []
+        for group in groups:
+            live = [s for s in group if s == output or any(s in t and t & moved for t in term_states)]
+            live_sets.append(live)
+            moved |= set(live)
+        if all(len(live) == len(group) for live, group in zip(live_sets, groups)) or live_sets == previous:
+            return iterations
+        iterations.append(live_sets)
+        previous = live_sets

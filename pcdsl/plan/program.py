@@ -8,8 +8,15 @@
 #   relaxation     the iteration: loop invariants (computed once), the asynchronous half-sweeps
 #                  with what each computes, reuses from an earlier half-sweep and writes, the
 #                  prologue that starts that carry, and the synchronous variant
+#   factors        what dE/dθ needs at a relaxed state: the named cotangents at every weighted
+#                  operator, the energy, and the products that turn them into parameter
+#                  gradients (one per phase, or one for all phases where the input is shared)
+#   nudged         (PCNs) the relaxation from the free state at beta, then the factors: the free
+#                  pass's values carried in, the first iterations reduced to the states the
+#                  error has reached, the factors from the values the last iteration left valid
 #
-# Analysis happens on the plan (passes.py: hoisting, the carry); a backend only prints it.
+# Analysis happens on the plan (passes.py: hoisting, the carry, the wavefront); a backend only
+# prints it.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
@@ -74,6 +81,51 @@ class Relaxation:
     velocities: list[sp.Symbol] = field(default_factory=list)   # momentum buffers, zero at start
 
 
+@dataclass(frozen=True)
+class ParamProduct:
+    """dE/dθ of one parameter, summed over the batch: coefficient * node, where the node's
+    cotangent is a factor a phase hands over (a named cotangent or a state). When its input
+    reads no state (`invariant_input`: the first layer's x) it is the same in every phase, and
+    the phases' cotangents are combined before one product is formed."""
+    param: str
+    symbol: sp.Symbol
+    coefficient: sp.Expr
+    node: sp.Expr
+    invariant_input: bool
+
+
+@dataclass
+class Factors:
+    """What the parameter gradients need at one relaxed state."""
+    roots: list[sp.Symbol]          # intermediates the cotangents, the energy and the factors read
+    cotangents: list[Assign]        # g_h = the cotangent at h's weighted operators (when not a bare symbol)
+    energy: sp.Expr                 # the per-example total energy E
+    returned: list[sp.Symbol]       # handed to the products: named cotangents, states, intermediates
+    products: list[ParamProduct]    # in parameters() order
+    product_invariants: list[Assign]   # invariant intermediates the shared inputs read
+
+
+@dataclass
+class Iteration:
+    """A peeled iteration of the nudged relaxation: the half-sweeps that move a state."""
+    number: int
+    sweeps: list[HalfSweep]
+
+
+@dataclass
+class NudgedPhase:
+    """PCNs: `steps` iterations from the free state at beta, then the factors. At the free state
+    every prediction error is zero, so the first iterations move only the states the output's
+    error has reached (a wavefront, two layers per iteration); those are peeled off the loop and
+    reduced to what they change. Values the free pass computed are carried in, not recomputed."""
+    carried: list[sp.Symbol]        # read from the free phase's carry, in definition order
+    peeled: list[Iteration]
+    before_loop: list[Assign]       # what the loop's first iteration reuses and the peeled ones did not leave
+    loop: list[HalfSweep]
+    epilogue: list[Assign]          # what the factors need that is not valid after every iteration count
+    velocities: list[sp.Symbol] = field(default_factory=list)
+
+
 @dataclass
 class Phase:
     """A straight-line computation: `body`, then the named results."""
@@ -91,3 +143,5 @@ class Plan:
     rest_values: dict[str, float]          # where a relaxation from rest starts each state
     relax_step: float
     relax_momentum: float
+    factors: Factors = None
+    nudged: Optional[NudgedPhase] = None   # None: not a PCN (the nudged phase is relax + factors)

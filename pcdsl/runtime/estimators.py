@@ -11,10 +11,15 @@
 #   bp_gradients   backprop through the free phase: the exact gradient of the same network (for
 #                  a model whose free phase is a relaxation, through its iterations)
 #
-# A relaxation that produces non-finite states or an energy that grows without bound raises
-# FloatingPointError instead of being turned into a gradient (METHOD.md section 3).
+# A relaxation that produces non-finite states or an energy that grows without bound is never
+# turned into a gradient silently (METHOD.md section 3): the check is a device-side flag
+# (`Health`), read once per estimate by default, or when the trainer chooses.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
@@ -33,47 +38,121 @@ def _phase_signs(scheme: str, beta: float, generator) -> tuple[float, float]:
     return upper, lower
 
 
-def nudged_param_grads(model, x, free, label, beta: float, steps: int, *, mod: bool = True,
-                       synchronous: bool = False, free_loss: float = 0.0) -> list[torch.Tensor]:
-    """dE/dtheta at the equilibrium reached from the free state at `beta` (beta = 0: the free
-    state itself)."""
-    if beta == 0.0 and model.FEEDFORWARD:
-        # the feedforward state has zero prediction error, so dE/dtheta = 0 there
-        return [torch.zeros_like(p) for p in model.parameters()]
-    with torch.no_grad():
-        states = free if beta == 0.0 else model.relax(x, free, label, beta, steps, mod, synchronous)
-    for name, h in states.items():
-        if not torch.isfinite(h).all():
-            raise FloatingPointError(
-                f"the relaxation at beta={beta:g} diverged: state {name} is not finite after {steps} steps")
-    energy, grads = model.param_grads(x, states)
+class Diverged(FloatingPointError):
+    """A relaxation ran away (non-finite states, or an energy far beyond what the nudge explains)."""
+
+
+ENERGY_GROWTH_LIMIT = 1e3
+
+
+@dataclass
+class _PhaseRecord:
+    """What a nudged phase left for the health check: kept as tensors, read only on failure."""
+    beta: float
+    steps: int
+    states: dict
+    energy: torch.Tensor        # mean energy at the relaxed state (0-dim)
+    bound: Optional[torch.Tensor]
+
+
+@dataclass
+class Health:
+    """Device-side verdict on one gradient estimate: `ok` is a 0-dim bool tensor, so that checking
+    it costs one host synchronisation, when the caller chooses (`raise_if_diverged`)."""
+    ok: torch.Tensor
+    phases: list[_PhaseRecord] = field(default_factory=list)
+
+    def raise_if_diverged(self) -> None:
+        if bool(self.ok):
+            return
+        for phase in self.phases:
+            for name, h in phase.states.items():
+                if not bool(torch.isfinite(h).all()):
+                    raise Diverged(f"the relaxation at beta={phase.beta:g} diverged: state {name} is not finite "
+                                   f"after {phase.steps} steps")
+            energy = float(phase.energy)
+            if not math.isfinite(energy) or (phase.bound is not None and not energy <= float(phase.bound)):
+                bound = f" (bound {float(phase.bound):.3g})" if phase.bound is not None else ""
+                raise Diverged(f"the relaxation at beta={phase.beta:g} diverged: energy {energy:.3g} after "
+                               f"{phase.steps} steps{bound}")
+        raise Diverged("the relaxation diverged")
+
+
+def _record(model, beta: float, steps: int, states: dict, energy: torch.Tensor, free_loss: torch.Tensor
+            ) -> _PhaseRecord:
+    mean = energy.mean()
+    bound = None
     if model.FEEDFORWARD:
         # E grows from 0 at the free state to about beta^2 |dC|^2 / 2; orders of magnitude past
         # |beta| * C means the fixed-point iteration is running away (METHOD.md section 3).
-        bound = 1e3 * abs(beta) * (free_loss + 1.0)
-        if not float(energy) <= bound:
-            raise FloatingPointError(
-                f"the relaxation at beta={beta:g} diverged: energy {float(energy):.3g} after {steps} steps "
-                f"(bound {bound:.3g})")
-    return grads
+        bound = ENERGY_GROWTH_LIMIT * abs(beta) * (free_loss + 1.0)
+    return _PhaseRecord(beta, steps, states, mean, bound)
+
+
+def _healthy(records: list[_PhaseRecord], reference: torch.Tensor) -> torch.Tensor:
+    ok = torch.ones((), dtype=torch.bool, device=reference.device)
+    for record in records:
+        # an energy is finite only if every state and error is; NaN fails every comparison
+        ok = ok & torch.isfinite(record.energy)
+        if record.bound is not None:
+            ok = ok & (record.energy <= record.bound)
+    return ok
+
+
+def _has_fast_path(model) -> bool:
+    """Generated modules offer free_phase / nudged_phase / factors / param_grads_from (the
+    explicit products and the carry from the free pass); a hand-written module following only
+    the base protocol is driven through relax and param_grads."""
+    return all(hasattr(model, name) for name in ("free_phase", "nudged_phase", "factors", "param_grads_from"))
 
 
 def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int, *,
                  scheme: str = "centered", mod: bool = True, synchronous: bool = False,
-                 free_steps: int | None = None, generator: torch.Generator | None = None) -> dict:
+                 free_steps: int | None = None, generator: torch.Generator | None = None,
+                 check: bool = True) -> dict:
     """Equilibrium propagation's estimate of d mean(C) / d theta at the free equilibrium.
 
     Returns {"grads": list (parameters() order), "loss": mean cost at the free state (0-dim),
-    "free": the free states}."""
-    with torch.no_grad():
-        free = model(x, free_steps)
-        loss = model.cost(free, label).mean()
+    "free": the free states, "health": Health}. With `check` (the default) a relaxation that
+    ran away raises Diverged here; otherwise the caller reads result["health"] when it likes
+    (one host synchronisation)."""
     upper, lower = _phase_signs(scheme, beta, generator)
-    options = dict(mod=mod, synchronous=synchronous, free_loss=float(loss))
-    grads_upper = nudged_param_grads(model, x, free, label, upper, steps, **options)
-    grads_lower = nudged_param_grads(model, x, free, label, lower, steps, **options)
-    scale = 1.0 / (upper - lower)
-    return {"grads": [(gu - gl) * scale for gu, gl in zip(grads_upper, grads_lower)], "loss": loss, "free": free}
+    fast = _has_fast_path(model)
+    with torch.no_grad():
+        if fast:
+            free, carry = model.free_phase(x, free_steps)
+        else:
+            free = model(x, free_steps)
+        loss = model.cost(free, label).mean()
+        scale = 1.0 / ((upper - lower) * x.shape[0])
+        phases, records = [], []
+        for signed_beta, sign in ((upper, 1.0), (lower, -1.0)):
+            if signed_beta == 0.0 and model.FEEDFORWARD:
+                continue           # the feedforward state has zero prediction error: dE/dtheta = 0
+            if signed_beta == 0.0:
+                states = free
+                factors = model.factors(x, free) if fast else None
+            elif fast and not synchronous:
+                states, factors = model.nudged_phase(x, free, carry, label, signed_beta, steps, mod)
+            else:
+                states = model.relax(x, free, label, signed_beta, steps, mod, synchronous)
+                factors = model.factors(x, states) if fast else None
+            if fast:
+                energy = factors["energy"]
+                phases.append((sign * scale, factors))
+            else:
+                energy, grads = model.param_grads(x, states)
+                phases.append((sign * scale * x.shape[0], grads))
+            records.append(_record(model, signed_beta, steps, states, energy, loss))
+        if fast:
+            grads = model.param_grads_from(x, phases)
+        else:
+            coefficients = [c for c, _ in phases]
+            grads = [sum(c * g for c, g in zip(coefficients, per_phase)) for per_phase in zip(*(g for _, g in phases))]
+    health = Health(_healthy(records, loss), records)
+    if check:
+        health.raise_if_diverged()
+    return {"grads": grads, "loss": loss, "free": free, "health": health}
 
 
 def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int | None = None) -> dict:
@@ -101,7 +180,7 @@ class Estimators:
         return getattr(self.train_config, key)
 
     def ep_gradients(self, x, label, beta=None, steps=None, *, scheme=None, mod=None, synchronous=None,
-                     free_steps=None, generator=None) -> dict:
+                     free_steps=None, generator=None, check=True) -> dict:
         """EP's gradient estimate (see pcdsl.runtime.estimators.ep_gradients); unset arguments
         come from the model file's train block."""
         config = self.train_config
@@ -110,7 +189,7 @@ class Estimators:
                             mod=(config.update == "modpgd" if config else True) if mod is None else mod,
                             synchronous=(config.traversal == "sync" if config else False)
                             if synchronous is None else synchronous,
-                            free_steps=free_steps, generator=generator)
+                            free_steps=free_steps, generator=generator, check=check)
 
     def bp_gradients(self, x, label, *, free_steps=None) -> dict:
         """Backprop's gradient through the free phase (see pcdsl.runtime.estimators.bp_gradients)."""

@@ -76,3 +76,17 @@ class CompiledModel(Protocol):
 
 # Members of relaxation models only (FEEDFORWARD False):
 #   initial_states(x) -> States     where a relaxation from rest starts
+#
+# The fast path (every generated module has it; the runtime uses it when present and otherwise
+# drives relax + param_grads):
+#   free_phase(x, steps=None) -> (States, carry)
+#       the free phase and the values computed on the way that a nudged phase reuses (opaque)
+#   nudged_phase(x, free, carry, label, beta, steps, mod=True) -> (States, factors)
+#       the asynchronous relaxation from the free state (the same states as relax), then the
+#       factors of dE/dtheta there; factors["energy"] is the per-example energy, shape [B]
+#   factors(x, states) -> factors
+#       the same factors at any states
+#   param_grads_from(x, [(scale, factors), ...]) -> list[Tensor]
+#       sum of scale * dE/dtheta (energy summed over the batch), parameters() order: one local
+#       product per parameter and phase, one in all where the input is the same in every phase
+

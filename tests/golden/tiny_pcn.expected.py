@@ -22,6 +22,20 @@ import torch
 import torch.nn.functional as F
 
 
+def phase_sum(terms):
+    """The sum of a list of tensors, one per phase (without a leading 0 + ...)."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def max_unpool(v, z, kernel, stride):
+    """Adjoint of max_pool2d at z: send v to the position of each window's maximum."""
+    _, indices = F.max_pool2d(z, kernel, stride, return_indices=True)
+    return F.max_unpool2d(v, indices, kernel, stride, output_size=z.shape[-2:])
+
+
 def total(t):
     """Per-example sum over every element: [B, ...] -> [B]."""
     return t.flatten(1).sum(1)
@@ -82,6 +96,10 @@ class Model(torch.nn.Module):
 
     def forward(self, x, steps=None):
         """Free phase: the feedforward pass, the zero-energy equilibrium (`steps` is unused)."""
+        return self.free_phase(x)[0]
+
+    def free_phase(self, x, steps=None):
+        """The feedforward pass, and what the nudged phases reuse from it: (states, carry)."""
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
         z_h1 = F.conv2d(x, self.h1_w_x, self.h1_b, padding=1)
         a_h1 = F.max_pool2d(z_h1, 2)
@@ -92,7 +110,8 @@ class Model(torch.nn.Module):
         # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
         a_o = F.linear(h2, self.o_w_h2, self.o_b)
         o = a_o
-        return {"h1": h1, "h2": h2, "o": o}
+        carry = {"z_h1": z_h1, "a_h1": a_h1, "a_o": a_o}
+        return {"h1": h1, "h2": h2, "o": o}, carry
 
     def cost(self, states, label):
         """Per-example cost cross_entropy(o, label), shape [B]."""
@@ -201,12 +220,111 @@ class Model(torch.nn.Module):
                 o = a_o - nudge_o
         return {"h1": h1, "h2": h2, "o": o}
 
+    def nudged_phase(self, x, free, carry, label, beta, steps, mod=True):
+        """`steps` asynchronous iterations of the update rules of F = E + beta * C from the free
+        state, then the factors of dE/dθ there: (states, factors). `carry` is free_phase's second
+        result. The same states as relax(x, free, label, beta, steps, mod), computed with less:
+        at the free state every prediction error is zero, so the first iterations move only the
+        states the output's error has reached, and the free pass's values are not recomputed."""
+        h1, h2, o = free["h1"], free["h2"], free["o"]
+        # computed by the free pass at these states
+        z_h1, a_h1, a_o = carry["z_h1"], carry["a_h1"], carry["a_o"]
+        if steps >= 1:
+            # iteration 1: the error moves o; h1, h2 still at the free state
+            # half-sweep 2 of 2: o (reuses a_o)
+            # the cost's pull on the output, at its current value
+            nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
+            o = a_o - nudge_o
+        # iterations 2.. move every state
+        for _ in range(steps - 1):
+            # half-sweep 1 of 2: h2 (reuses a_o)
+            # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
+            a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
+            # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
+            eps_o = o - a_o
+            delta_h2 = eps_o @ self.o_w_h2
+            # mod-PGD projects a_h2 + delta; PGD projects relu(a_h2) + delta
+            h2 = torch.relu((a_h2 if mod else torch.relu(a_h2)) + delta_h2)
+            # half-sweep 2 of 2: h1, o (reuses a_h1, a_h2)
+            # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
+            eps_h2 = h2 - torch.relu(a_h2)
+            # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
+            a_o = F.linear(h2, self.o_w_h2, self.o_b)
+            delta_h1 = ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
+            # the cost's pull on the output, at its current value
+            nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
+            # mod-PGD projects a_h1 + delta; PGD projects relu(a_h1) + delta
+            h1 = torch.relu((a_h1 if mod else torch.relu(a_h1)) + delta_h1)
+            o = a_o - nudge_o
+        # the factors of dE/dθ at the relaxed state
+        # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
+        eps_h1 = h1 - torch.relu(a_h1)
+        # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
+        a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
+        eps_h2 = h2 - torch.relu(a_h2)
+        # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
+        eps_o = o - a_o
+        # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
+        g_h1 = max_unpool(eps_h1 * (a_h1 > 0), z_h1, 2, 2)
+        # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
+        g_h2 = eps_h2 * (a_h2 > 0)
+        energy = total(eps_h1 ** 2) / 2.0 + total(eps_h2 ** 2) / 2.0 + total(eps_o ** 2) / 2.0
+        factors = {
+            "energy": energy,
+            "h1": h1,
+            "h2": h2,
+            "eps_o": eps_o,
+            "g_h1": g_h1,
+            "g_h2": g_h2,
+        }
+        return {"h1": h1, "h2": h2, "o": o}, factors
+
+    def factors(self, x, states):
+        """What dE/dθ needs at `states`: the per-example energy, the cotangent at every weighted
+        operator and the states the products read (param_grads_from turns them into gradients)."""
+        h1, h2, o = states["h1"], states["h2"], states["o"]
+        # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
+        z_h1 = F.conv2d(x, self.h1_w_x, self.h1_b, padding=1)
+        a_h1 = F.max_pool2d(z_h1, 2)
+        eps_h1 = h1 - torch.relu(a_h1)
+        # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
+        a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
+        eps_h2 = h2 - torch.relu(a_h2)
+        # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
+        a_o = F.linear(h2, self.o_w_h2, self.o_b)
+        eps_o = o - a_o
+        # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
+        g_h1 = max_unpool(eps_h1 * (a_h1 > 0), z_h1, 2, 2)
+        # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
+        g_h2 = eps_h2 * (a_h2 > 0)
+        energy = total(eps_h1 ** 2) / 2.0 + total(eps_h2 ** 2) / 2.0 + total(eps_o ** 2) / 2.0
+        factors = {
+            "energy": energy,
+            "h1": h1,
+            "h2": h2,
+            "eps_o": eps_o,
+            "g_h1": g_h1,
+            "g_h2": g_h2,
+        }
+        return factors
+
+    def param_grads_from(self, x, phases):
+        """Σ scale · dE/dθ (the energy summed over the batch) over the phases' (scale, factors), in
+        parameters() order: each parameter's local product of cotangent and input, formed once per
+        phase, or once in all where the input is the same in every phase."""
+        # weights whose input is the same in every phase: the phases' cotangents combined, one product
+        g_h1 = phase_sum([scale * phase["g_h1"] for scale, phase in phases])
+        return [
+            -torch.nn.grad.conv2d_weight(x, self.h1_w_x.shape, g_h1, padding=1),  # h1_w_x
+            -g_h1.sum((0, 2, 3)),  # h1_b
+            -phase_sum([scale * (phase["g_h2"].t() @ phase["h1"].flatten(1)) for scale, phase in phases]),  # h2_w_h1
+            -phase_sum([scale * phase["g_h2"].sum(0) for scale, phase in phases]),  # h2_b
+            -phase_sum([scale * (phase["eps_o"].t() @ phase["h2"]) for scale, phase in phases]),  # o_w_h2
+            -phase_sum([scale * phase["eps_o"].sum(0) for scale, phase in phases]),  # o_b
+        ]
+
     def param_grads(self, x, states):
-        """dE/dtheta of the batch-mean energy at fixed states, with that energy (autograd on the
-        energy alone: no relaxation is differentiated). Gradients in parameters() order."""
-        states = {name: h.detach() for name, h in states.items()}
-        params = list(self.parameters())
-        with torch.enable_grad():
-            energy = self.energy(x.detach(), states).mean()
-            grads = torch.autograd.grad(energy, params, allow_unused=True)
-        return energy.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        """dE/dtheta of the batch-mean energy at fixed states, with that energy, from the explicit
+        local products (no autograd). Gradients in parameters() order."""
+        factors = self.factors(x, states)
+        return factors["energy"].mean(), self.param_grads_from(x, [(1.0 / x.shape[0], factors)])

@@ -105,3 +105,42 @@ def test_every_kind_of_rule_is_covered():
         seen.add(("groups", len(model.UPDATE_GROUPS) > 2))
     assert seen >= {("closed", True), ("closed", False), ("gradient", True), ("gradient", False),
                     ("free phase", True), ("free phase", False), ("groups", True)}
+
+
+def _autograd_param_grads(model, x, states):
+    """dE/dθ of the batch-mean energy by autograd on the module's energy."""
+    params = list(model.parameters())
+    fixed = {k: v.detach() for k, v in states.items()}
+    with torch.enable_grad():
+        energy = model.energy(x, fixed).mean()
+        grads = torch.autograd.grad(energy, params, allow_unused=True)
+    return energy.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+@pytest.mark.parametrize("entry", ALL, ids=lambda e: e.id)
+def test_param_grads_are_the_autograd_gradient_of_the_energy(entry):
+    """The explicit local products (cotangent at each weighted operator x its input, the conv
+    weight-gradient kernel, bias sums) are dE/dθ, at states away from any equilibrium."""
+    compiled, model = build(entry.path, list(entry.sets))
+    x, _ = random_batch(model, batch=3)
+    states = _some_states(compiled, model, x)
+    energy, grads = model.param_grads(x, states)
+    truth_energy, truth = _autograd_param_grads(model, x, states)
+    torch.testing.assert_close(energy, truth_energy, rtol=1e-12, atol=1e-12)
+    for (name, _), ours, theirs in zip(model.named_parameters(), grads, truth, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-11, msg=name)
+
+
+@pytest.mark.parametrize("entry", ALL[:6], ids=lambda e: e.id)
+def test_products_of_several_phases_are_the_weighted_sum(entry):
+    """param_grads_from over two phases (the first layer's cotangents combined before one
+    product) is the weighted sum of each phase's gradient."""
+    compiled, model = build(entry.path, list(entry.sets))
+    x, _ = random_batch(model, batch=3)
+    a, b = _some_states(compiled, model, x, seed=7), _some_states(compiled, model, x, seed=8)
+    combined = model.param_grads_from(x, [(0.7, model.factors(x, a)), (-1.3, model.factors(x, b))])
+    batch = x.shape[0]
+    separate = [0.7 * batch * ga - 1.3 * batch * gb
+                for ga, gb in zip(_autograd_param_grads(model, x, a)[1], _autograd_param_grads(model, x, b)[1])]
+    for (name, _), ours, theirs in zip(model.named_parameters(), combined, separate, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-10, msg=name)
