@@ -27,6 +27,9 @@ class Definitions(dict):
     def __init__(self):
         super().__init__()
         self._bases: dict[sp.Symbol, frozenset] = {}
+        # a value that the call computing another returns as well, at no cost (a max-pool's
+        # argmax positions with the pool): whoever computes the key computes the companion too
+        self.companions: dict[sp.Symbol, sp.Symbol] = {}
 
     def define(self, name: sp.Symbol, expr: sp.Expr) -> sp.Symbol:
         assert name not in self, name

@@ -89,7 +89,7 @@ class _ModuleWriter:
             self.locals.name(self.m.symbols[state], state)
         for param in self.m.params.values():
             self.attrs.name(param.symbol, param.name)
-        for symbol in self.m.definitions:
+        for symbol in plan.definitions:
             self.locals.name(symbol, user_name(symbol))
         self.printer = TorchPrinter(self.name_of, self.bias_views.get, self.locals[input_symbol])
 
@@ -128,7 +128,7 @@ class _ModuleWriter:
     def states_read(self, exprs: Iterable[sp.Expr]) -> list[str]:
         used: set = set()
         for expr in exprs:
-            used |= self.m.definitions.bases(expr)
+            used |= self.plan.definitions.bases(expr)
         return [s for s in self.m.states if self.m.symbols[s] in used]
 
     def unpack_states(self, names: list[str], source: str = "states") -> None:
@@ -149,7 +149,8 @@ class _ModuleWriter:
             if assign.line is not None and assign.line != last_line:
                 self.w.line(f"# {self.src(assign.line)}")
                 last_line = assign.line
-            target = self.name_of(assign.target)
+            targets = assign.target if isinstance(assign.target, tuple) else (assign.target,)
+            target = ", ".join(self.name_of(t) for t in targets)
             if assign.guard == "beta":
                 output = self.locals[self.m.symbols[self.ir.cost.output]]
                 self.w.line("# the cost's pull on the output, at its current value")
@@ -172,10 +173,26 @@ class _ModuleWriter:
         return "{" + ", ".join(f"{literal(self.name_of(s))}: {self.name_of(s)}" for s in symbols) + "}"
 
     def unpack(self, symbols, source: str) -> None:
-        """name_a, name_b = source["name_a"], source["name_b"]"""
-        if symbols:
-            names = [self.name_of(s) for s in symbols]
-            self.w.line(f"{', '.join(names)} = {', '.join(f'{source}[{literal(n)}]' for n in names)}")
+        """name_a, name_b = source["name_a"], source["name_b"] (one per line when that is long)."""
+        names = [self.name_of(s) for s in symbols]
+        line = f"{', '.join(names)} = {', '.join(f'{source}[{literal(n)}]' for n in names)}"
+        if len(line) + len(INDENT) * self.w.depth <= 100:
+            self.w.line(line)
+            return
+        for name in names:
+            self.w.line(f"{name} = {source}[{literal(name)}]")
+
+    def dict_lines(self, target: str, symbols) -> None:
+        """target = {"name": name, ...}, one entry per line when long."""
+        line = f"{target} = {self.dict_text(symbols)}"
+        if len(line) + len(INDENT) * self.w.depth <= 100:
+            self.w.line(line)
+            return
+        self.w.line(f"{target} = {{")
+        with self.w.indent():
+            for symbol in symbols:
+                self.w.line(f"{literal(self.name_of(symbol))}: {self.name_of(symbol)},")
+        self.w.line("}")
 
     # ------------------------------------------------------------------ the module
     def write(self) -> str:
@@ -331,8 +348,7 @@ class _ModuleWriter:
                 self.w.line('"""The feedforward pass, and what the nudged phases reuse from it: (states, carry)."""')
                 self.bind_input()
                 self.assigns(phase.body)
-                carried = self.plan.nudged.carried
-                self.w.line(f"carry = {self.dict_text(carried)}")
+                self.dict_lines("carry", self.plan.nudged.carried)
                 self.w.line(f"return {self.states_dict()}, carry")
             else:
                 self.w.line('"""The free phase and what the nudged phases reuse from it (nothing: they start with a')
@@ -545,14 +561,10 @@ class _ModuleWriter:
             self.w.line('"""What dE/dθ needs at `states`: the per-example energy, the cotangent at every weighted')
             self.w.line('operator and the states the products read (param_grads_from turns them into gradients)."""')
             self.bind_input()
-            self.unpack_states(self.states_read([self.m.definitions.expand(s) if s in self.m.definitions else s
-                                                 for s in factors.roots + factors.returned] + [factors.energy]))
-            self.assigns(self.assign_list(factors.roots))
+            self.unpack_states(self.states_read(factors.roots + factors.returned + [factors.energy]))
+            self.assigns(factors.body)
             self.factors_result(with_states=False)
         self.w.line()
-
-    def assign_list(self, symbols) -> list[Assign]:
-        return [Assign(s, self.m.definitions[s], self.m.definition_lines.get(s)) for s in symbols]
 
     def param_grads_from(self) -> None:
         factors = self.plan.factors

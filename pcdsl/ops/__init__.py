@@ -14,7 +14,7 @@ from .linear import (LINEAR_NODES, Conv, ConvAdjoint, ConvTranspose, ConvTranspo
                      ConvTransposeWeightGrad, ConvWeightGrad, Dense, DenseAdjoint, DenseWeightGrad,
                      WeightedOp, WeightGrad)
 from .pooling import (AvgPool, AvgPoolAdjoint, GlobalAvgPool, GlobalAvgPoolAdjoint, MaxPool,
-                      MaxUnpool, Upsample, UpsampleAdjoint)
+                      MaxPoolWithIndices, MaxUnpool, MaxUnpoolAt, PoolIndices, Upsample, UpsampleAdjoint)
 from .structure import Add, BiasGrad, CostGrad, Filled, Flatten, Identity, Total, Unflatten
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "SCALAR", "ShapeError", "TensorOp", "WeightShape", "WeightedOp", "LINEAR_NODES",
     "Dense", "DenseAdjoint", "Conv", "ConvAdjoint", "ConvTranspose", "ConvTransposeAdjoint",
     "WeightGrad", "DenseWeightGrad", "ConvWeightGrad", "ConvTransposeWeightGrad", "BiasGrad",
-    "MaxPool", "MaxUnpool", "AvgPool", "AvgPoolAdjoint", "GlobalAvgPool", "GlobalAvgPoolAdjoint",
+    "MaxPool", "MaxUnpool", "MaxUnpoolAt", "MaxPoolWithIndices", "PoolIndices", "AvgPool", "AvgPoolAdjoint", "GlobalAvgPool", "GlobalAvgPoolAdjoint",
     "Upsample", "UpsampleAdjoint", "Flatten", "Unflatten", "Identity", "Add", "Total", "CostGrad", "Filled",
     "Relu", "HardSigmoid", "Tanh", "Sigmoid", "Softplus", "Gelu", "Silu", "LeakyRelu", "Elu",
     "Step", "BoxMask", "GeluGrad", "SiluGrad", "LeakyStep", "EluGrad", "Clamp",

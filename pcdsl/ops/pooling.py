@@ -78,7 +78,9 @@ def max_unpool(v, z, kernel, stride):
 
 
 class MaxUnpool(TensorOp):
-    """unpool(v @ z): routes v to the argmax positions of maxpool(z, k, stride)."""
+    """unpool(v @ z): routes v to the argmax positions of maxpool(z, k, stride). The plan
+    replaces it by MaxUnpoolAt where the argmax positions of z are named (idx_h), so that they
+    are found once, by the pool that makes them, not once more per unpool."""
     nargs = 4          # v, z, k, stride
     linear_arg = 0
     helpers = (MAX_UNPOOL,)
@@ -86,6 +88,49 @@ class MaxUnpool(TensorOp):
     def torch_text(self, p):
         v, z, k, s = self.args
         return f"max_unpool({p.text(v)}, {p.text(z)}, {int(k)}, {int(s)})"
+
+    def plain_text(self, p):
+        return f"unpool({p.text(self.args[0])} @ {p.text(self.args[1])})"
+
+
+def _pool_with_indices(p, node) -> str:
+    z, k, s = node.args
+    return f"F.max_pool2d({p.text(z)}, {int(k)}{'' if s == k else f', {int(s)}'}, return_indices=True)"
+
+
+class PoolIndices(TensorOp):
+    """The argmax positions of maxpool(z, k, stride) (what max_unpool2d reads)."""
+    nargs = 3          # z, k, stride
+
+    def torch_text(self, p):
+        return _pool_with_indices(p, self) + "[1]"
+
+    def plain_text(self, p):
+        return f"argmax_positions({p.text(self.args[0])})"
+
+
+class MaxPoolWithIndices(TensorOp):
+    """maxpool(z) and its argmax positions in one call: `a_h, idx_h = ...` (the plan fuses the
+    two assignments when one block computes both)."""
+    nargs = 3          # z, k, stride
+
+    def torch_text(self, p):
+        return _pool_with_indices(p, self)
+
+    def plain_text(self, p):
+        return f"maxpool({p.text(self.args[0])}), argmax_positions({p.text(self.args[0])})"
+
+
+class MaxUnpoolAt(TensorOp):
+    """unpool(v @ idx): v sent to the argmax positions `idx` of a max-pool whose input had
+    spatial size height x width."""
+    nargs = 6          # v, idx, k, stride, height, width
+    linear_arg = 0
+
+    def torch_text(self, p):
+        v, idx, k, s, height, width = self.args
+        return (f"F.max_unpool2d({p.text(v)}, {p.text(idx)}, {int(k)}, {int(s)}, "
+                f"output_size=({int(height)}, {int(width)}))")
 
     def plain_text(self, p):
         return f"unpool({p.text(self.args[0])} @ {p.text(self.args[1])})"

@@ -16,9 +16,10 @@ import sympy as sp
 from ..check.algebra import Definitions
 from ..check.derive import projection
 from ..check.model import CheckedModel
-from ..check.symbols import BETA, intermediate
-from ..ops import BiasGrad, CostGrad, TensorOp, WeightedOp, WeightGrad
-from .passes import SweepNeeds, hoistable, invalidated, resolve, schedule_cycle, wavefront
+from ..check.symbols import BETA, intermediate, owner_of
+from ..ops import (BiasGrad, CostGrad, MaxPool, MaxUnpool, MaxUnpoolAt, PoolIndices, TensorOp, WeightedOp,
+                   WeightGrad)
+from .passes import SweepNeeds, fuse_pools, hoistable, invalidated, resolve, schedule_cycle, wavefront
 from .program import (MOMENTUM, STEP, Assign, Factors, HalfSweep, Iteration, NudgedPhase, ParamProduct,
                       Phase, Plan, Relaxation, StateUpdate, local)
 
@@ -27,10 +28,32 @@ def make_plan(model: CheckedModel) -> Plan:
     return _Planner(model).plan()
 
 
+def _with_pool_indices(model: CheckedModel) -> tuple[Definitions, dict, dict]:
+    """The model's named intermediates, with the argmax positions of each named max-pool input
+    after it (idx_h after z_h): every unpool then reads the positions the pool found, instead of
+    running the pool again. Returns (definitions, z -> idx, lines)."""
+    pooled, pool_of = {}, {}
+    for name, expr in model.definitions.items():
+        for node in sp.preorder_traversal(expr):
+            if isinstance(node, MaxPool) and node.args[0] in model.definitions:
+                pooled[node.args[0]] = node.args[1:]
+                if expr == node:          # a_h = maxpool(z_h): the call returns both
+                    pool_of[node.args[0]] = name
+    defs, indices, lines = Definitions(), {}, dict(model.definition_lines)
+    for symbol, expr in model.definitions.items():
+        defs.define(symbol, expr)
+        if symbol in pooled:
+            indices[symbol] = defs.define(intermediate("idx", owner_of(symbol)), PoolIndices(symbol, *pooled[symbol]))
+            lines[indices[symbol]] = lines.get(symbol)
+    for z, a in pool_of.items():
+        defs.companions[a] = indices[z]
+    return defs, indices, lines
+
+
 class _Planner:
     def __init__(self, model: CheckedModel):
         self.m = model
-        self.defs: Definitions = model.definitions
+        self.defs, self.indices, self.lines = _with_pool_indices(model)
         self.state_symbols = {model.symbols[s] for s in model.states}
         config = model.ir.train
         self.momentum = config.relax_momentum
@@ -38,7 +61,17 @@ class _Planner:
 
     # ------------------------------------------------------------------ helpers
     def assigns(self, symbols) -> list[Assign]:
-        return [Assign(s, self.defs[s], self.m.definition_lines.get(s)) for s in symbols]
+        """The assignments of these intermediates, in the order given, the pools fused with their
+        argmax positions."""
+        return fuse_pools([Assign(s, self.defs[s], self.lines.get(s)) for s in symbols])
+
+    def indexed(self, expr: sp.Expr) -> sp.Expr:
+        """`expr` with every unpool of a named pool input reading that input's argmax positions."""
+        def at(node):
+            z = node.args[1]
+            height, width = self.m.expr_shapes[z].value[1:]
+            return MaxUnpoolAt(node.args[0], self.indices[z], *node.args[2:], sp.Integer(height), sp.Integer(width))
+        return expr.replace(lambda e: isinstance(e, MaxUnpool) and e.args[1] in self.indices, at)
 
     def closure(self, exprs) -> list[sp.Symbol]:
         return self.defs.closure(list(exprs))
@@ -57,22 +90,34 @@ class _Planner:
     def plan(self) -> Plan:
         m = self.m
         config = m.ir.train
-        forward = self.forward() if m.feedforward else None
         factors = self.factors()
+        forward, nudged = None, None
+        if m.feedforward:
+            nudged = self.nudged_phase(factors)
+            # the free pass also finds the argmax positions the nudged phase reuses
+            forward = self.forward(extra={s for s in nudged.carried if s in self.indices.values()})
         return Plan(model=m, forward=forward, energies=self.energies(), state_grads=self.state_grads(),
                     relaxation=self.relaxation(), rest_values=self.rest_values(),
                     relax_step=config.relax_step, relax_momentum=config.relax_momentum, factors=factors,
-                    nudged=self.nudged_phase(forward, factors) if forward is not None else None)
+                    nudged=nudged, definitions=self.defs)
 
-    def forward(self) -> Phase:
+    def forward(self, extra: frozenset = frozenset()) -> Phase:
+        """The feedforward pass; `extra`: argmax positions of its pools it computes as well."""
         body, done = [], set()
         for state in self.m.feedforward:
             term = self.m.term_of(state)
             needed = [s for s in self.closure([term.prediction]) if s not in done]
+            needed += [self.defs.companions[s] for s in needed if self.defs.companions.get(s) in extra]
             done |= set(needed)
-            body += self.assigns(needed)
+            body += self.assigns(sorted(needed, key=list(self.defs).index))
             body.append(Assign(self.m.symbols[state], term.prediction, term.line))
         return Phase(body, [(s, self.m.symbols[s]) for s in self.m.states])
+
+    def forward_values(self) -> set[sp.Symbol]:
+        """The intermediates a free pass can hand on: what it computes, and the argmax positions
+        of its pools."""
+        computed = set(self.closure([self.m.term_of(s).prediction for s in self.m.feedforward]))
+        return computed | {self.defs.companions[s] for s in computed if s in self.defs.companions}
 
     def energies(self) -> Phase:
         exprs = [t.energy for t in self.m.terms]
@@ -81,7 +126,7 @@ class _Planner:
     def state_grads(self) -> Phase:
         results, nudges = [], []
         for state in self.m.states:
-            gradient, nudge = self.nudged(self.m.rules[state].gradient, state)
+            gradient, nudge = self.nudged(self.indexed(self.m.rules[state].gradient), state)
             results.append((state, gradient))
             nudges += [nudge] if nudge else []
         return Phase(self.assigns(self.closure([g for _, g in results])) + nudges, results)
@@ -107,7 +152,7 @@ class _Planner:
         domain = self.m.ir.variable(state).domain
         zeros = zeros or {}
         if rule.kind == "gradient":
-            direction, nudge = self.nudged(rule.gradient.xreplace(zeros), state)
+            direction, nudge = self.nudged(self.indexed(rule.gradient.xreplace(zeros)), state)
             grad = local("grad", state)
             locals_ = ([nudge] if nudge else []) + [Assign(grad, direction)]
             velocity = None
@@ -118,7 +163,7 @@ class _Planner:
             value, _ = projection(domain, h - STEP * grad)
             return StateUpdate(state, h, "gradient", value, velocity=velocity,
                                note=f"gradient step: {rule.reason}"), locals_
-        value, nudge = self.nudged(rule.update.xreplace(zeros), state)
+        value, nudge = self.nudged(self.indexed(rule.update.xreplace(zeros)), state)
         locals_ = [nudge] if nudge else []
         mod_node = self.m.own_activation[state][0] if rule.mod_update is not None else None
         value, delta = self.split_delta(state, rule, value)
@@ -192,7 +237,7 @@ class _Planner:
         owners_used: dict[str, int] = {}
         for name, gradient in m.param_gradients.items():
             param = m.params[name]
-            v = gradient.cotangent
+            v = self.indexed(gradient.cotangent)
             if not v.is_Symbol:
                 if v not in named:
                     count = owners_used.get(param.owner, 0)
@@ -216,9 +261,11 @@ class _Planner:
                 read |= product.node.input.free_symbols
         passed = self.state_symbols | set(self.defs) | set(named.values())
         returned = self._ordered(read & passed)
-        roots = self.closure([a.value for a in cotangents] + [energy] + [s for s in returned if s in self.defs])
+        exprs = [a.value for a in cotangents] + [energy] + returned
+        roots = [s for s in self.defs if any(s in e.free_symbols for e in exprs)]
         shared_inputs = [p.node.input for p in products if p.invariant_input]
-        return Factors(roots=roots, cotangents=cotangents, energy=energy, returned=returned, products=products,
+        return Factors(roots=roots, body=self.assigns(self.closure(roots)), cotangents=cotangents, energy=energy,
+                       returned=returned, products=products,
                        product_invariants=self.assigns(self.closure(shared_inputs)))
 
     def _ordered(self, symbols) -> list[sp.Symbol]:
@@ -230,9 +277,9 @@ class _Planner:
         return states + inters + rest
 
     # ------------------------------------------------------------------ the nudged phase of a PCN
-    def nudged_phase(self, forward: Phase, factors: Factors) -> NudgedPhase:
+    def nudged_phase(self, factors: Factors) -> NudgedPhase:
         m = self.m
-        entry = {a.target for a in forward.body if a.target in self.defs}
+        entry = self.forward_values()
         valid = set(entry)
         carried: set[sp.Symbol] = set()
         term_states = [t.states for t in m.terms]

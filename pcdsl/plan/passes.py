@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..check.algebra import Definitions
+from ..ops import MaxPool, MaxPoolWithIndices, PoolIndices
 
 
 def hoistable(defs: Definitions, states: set[sp.Symbol]) -> list[sp.Symbol]:
@@ -53,6 +54,9 @@ def _resolve(roots, defs: Definitions, valid: set, invariants: set) -> tuple[lis
         for ref in sorted(defs[symbol].free_symbols & set(defs), key=list(defs).index):
             need(ref)
         computed.append(symbol)
+        companion = defs.companions.get(symbol)
+        if companion is not None and companion not in computed and companion not in valid:
+            computed.append(companion)
 
     for root in sorted(roots, key=list(defs).index):
         need(root)
@@ -122,3 +126,21 @@ def wavefront(groups: list[list[str]], term_states: list[set[str]], output: str)
             return iterations
         iterations.append(live_sets)
         previous = live_sets
+
+
+def fuse_pools(assigns: list) -> list:
+    """`a = maxpool(z)` and `idx = argmax_positions(z)` in one block become one call returning
+    both, at the place of the first of them (both read only z, which comes before either)."""
+    from .program import Assign
+    out = list(assigns)
+    for i, assign in enumerate(assigns):
+        if not isinstance(assign.value, PoolIndices):
+            continue
+        pool = MaxPool(*assign.value.args)
+        j = next((j for j, other in enumerate(out) if other is not None and other.value == pool), None)
+        if j is None:
+            continue
+        first, second = min(i, j), max(i, j)
+        out[first] = Assign((out[j].target, assign.target), MaxPoolWithIndices(*assign.value.args), out[j].line)
+        out[second] = None
+    return [a for a in out if a is not None]

@@ -25,6 +25,7 @@ from typing import Optional
 
 import sympy as sp
 
+from ..check.algebra import Definitions
 from ..check.model import CheckedModel
 from ..check.symbols import symbol
 
@@ -40,8 +41,9 @@ def local(kind: str, state: str) -> sp.Symbol:
 @dataclass(frozen=True)
 class Assign:
     """`target = value`. `line`: the .pc line it comes from; `guard`: "beta" when the value is
-    0 at beta = 0 and must not be evaluated there (the cost's pull needs a label)."""
-    target: sp.Symbol
+    0 at beta = 0 and must not be evaluated there (the cost's pull needs a label). A tuple of
+    targets unpacks a call that returns several values (a pool and its argmax positions)."""
+    target: sp.Symbol | tuple
     value: sp.Expr
     line: Optional[int] = None
     guard: Optional[str] = None
@@ -97,7 +99,8 @@ class ParamProduct:
 @dataclass
 class Factors:
     """What the parameter gradients need at one relaxed state."""
-    roots: list[sp.Symbol]          # intermediates the cotangents, the energy and the factors read
+    roots: list[sp.Symbol]          # intermediates the cotangents, the energy and the factors read directly
+    body: list[Assign]              # everything they need, computed at arbitrary states
     cotangents: list[Assign]        # g_h = the cotangent at h's weighted operators (when not a bare symbol)
     energy: sp.Expr                 # the per-example total energy E
     returned: list[sp.Symbol]       # handed to the products: named cotangents, states, intermediates
@@ -145,3 +148,4 @@ class Plan:
     relax_momentum: float
     factors: Factors = None
     nudged: Optional[NudgedPhase] = None   # None: not a PCN (the nudged phase is relax + factors)
+    definitions: Optional[Definitions] = None   # the model's intermediates and those the plan adds

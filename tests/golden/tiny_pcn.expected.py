@@ -30,12 +30,6 @@ def phase_sum(terms):
     return total
 
 
-def max_unpool(v, z, kernel, stride):
-    """Adjoint of max_pool2d at z: send v to the position of each window's maximum."""
-    _, indices = F.max_pool2d(z, kernel, stride, return_indices=True)
-    return F.max_unpool2d(v, indices, kernel, stride, output_size=z.shape[-2:])
-
-
 def total(t):
     """Per-example sum over every element: [B, ...] -> [B]."""
     return t.flatten(1).sum(1)
@@ -102,7 +96,7 @@ class Model(torch.nn.Module):
         """The feedforward pass, and what the nudged phases reuse from it: (states, carry)."""
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
         z_h1 = F.conv2d(x, self.h1_w_x, self.h1_b, padding=1)
-        a_h1 = F.max_pool2d(z_h1, 2)
+        a_h1, idx_h1 = F.max_pool2d(z_h1, 2, return_indices=True)
         h1 = torch.relu(a_h1)
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
         a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
@@ -110,7 +104,7 @@ class Model(torch.nn.Module):
         # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
         a_o = F.linear(h2, self.o_w_h2, self.o_b)
         o = a_o
-        carry = {"z_h1": z_h1, "a_h1": a_h1, "a_o": a_o}
+        carry = {"idx_h1": idx_h1, "a_h1": a_h1, "a_o": a_o}
         return {"h1": h1, "h2": h2, "o": o}, carry
 
     def cost(self, states, label):
@@ -228,7 +222,7 @@ class Model(torch.nn.Module):
         states the output's error has reached, and the free pass's values are not recomputed."""
         h1, h2, o = free["h1"], free["h2"], free["o"]
         # computed by the free pass at these states
-        z_h1, a_h1, a_o = carry["z_h1"], carry["a_h1"], carry["a_o"]
+        idx_h1, a_h1, a_o = carry["idx_h1"], carry["a_h1"], carry["a_o"]
         if steps >= 1:
             # iteration 1: the error moves o; h1, h2 still at the free state
             # half-sweep 2 of 2: o (reuses a_o)
@@ -265,7 +259,7 @@ class Model(torch.nn.Module):
         # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
         eps_o = o - a_o
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
-        g_h1 = max_unpool(eps_h1 * (a_h1 > 0), z_h1, 2, 2)
+        g_h1 = F.max_unpool2d(eps_h1 * (a_h1 > 0), idx_h1, 2, 2, output_size=(8, 8))
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
         g_h2 = eps_h2 * (a_h2 > 0)
         energy = total(eps_h1 ** 2) / 2.0 + total(eps_h2 ** 2) / 2.0 + total(eps_o ** 2) / 2.0
@@ -285,7 +279,7 @@ class Model(torch.nn.Module):
         h1, h2, o = states["h1"], states["h2"], states["o"]
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
         z_h1 = F.conv2d(x, self.h1_w_x, self.h1_b, padding=1)
-        a_h1 = F.max_pool2d(z_h1, 2)
+        a_h1, idx_h1 = F.max_pool2d(z_h1, 2, return_indices=True)
         eps_h1 = h1 - torch.relu(a_h1)
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
         a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
@@ -294,7 +288,7 @@ class Model(torch.nn.Module):
         a_o = F.linear(h2, self.o_w_h2, self.o_b)
         eps_o = o - a_o
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
-        g_h1 = max_unpool(eps_h1 * (a_h1 > 0), z_h1, 2, 2)
+        g_h1 = F.max_unpool2d(eps_h1 * (a_h1 > 0), idx_h1, 2, 2, output_size=(8, 8))
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
         g_h2 = eps_h2 * (a_h2 > 0)
         energy = total(eps_h1 ** 2) / 2.0 + total(eps_h2 ** 2) / 2.0 + total(eps_o ** 2) / 2.0
