@@ -118,9 +118,14 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--limit", type=int, help="Use only this many training (and test) examples: a quick run.")
 @click.option("--workers", type=int, help="Data-loading worker processes for image folders.")
+@click.option("--compile/--no-compile", "compile_step", default=None,
+              help="torch.compile the whole training step (default: on a GPU only).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC layout for convolutions (default: when the model has any).")
 @_set_option
 @reports_errors
-def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, set_items):
+def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, compile_step, channels_last,
+          set_items):
     """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp)."""
     from ..data import load_data_for
     from ..pipeline import compile_file
@@ -140,7 +145,8 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
         raise UserError(f"the data has {data.num_classes} classes but the model's output "
                         f"`{compiled.ir.cost.output}` has {num_classes}")
     run_training(compiled.source, compiled.text, Path(compiled.file).name, config, data, out,
-                 resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True))
+                 resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True),
+                 compile=compile_step, channels_last=channels_last)
 
 
 def _default_run_dir(name: str, resume: bool) -> Path:

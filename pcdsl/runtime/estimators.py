@@ -155,12 +155,19 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
     return {"grads": grads, "loss": loss, "free": free, "health": health}
 
 
-def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int | None = None) -> dict:
-    """Autograd's gradient of the batch-mean cost through the free phase (same result keys)."""
+def free_loss(model, x: torch.Tensor, label: torch.Tensor, free_steps: int | None = None):
+    """(mean cost, free states): the function backprop differentiates."""
+    free = model(x, free_steps)
+    return model.cost(free, label).mean(), free
+
+
+def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int | None = None,
+                 loss_function=free_loss) -> dict:
+    """Autograd's gradient of the batch-mean cost through the free phase (same result keys).
+    `loss_function` may be a compiled free_loss (AOTAutograd then compiles the backward too)."""
     params = list(model.parameters())
     with torch.enable_grad():
-        free = model(x, free_steps)
-        loss = model.cost(free, label).mean()
+        loss, free = loss_function(model, x, label, free_steps)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
     return {"grads": [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)],
             "loss": loss.detach(), "free": {name: h.detach() for name, h in free.items()}}

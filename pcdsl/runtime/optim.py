@@ -20,10 +20,14 @@ import torch
 from pcdsl.ir.config import TrainConfig
 
 
-def make_optimizer(parameters: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(parameters: Iterable[torch.nn.Parameter], config: TrainConfig, *,
+                   tensor_lr: bool = False) -> torch.optim.Optimizer:
+    """torch's SGD. `tensor_lr`: the rate is a 0-dim tensor the schedule fills in place, so that
+    a compiled optimizer step (torch.compile(optimizer.step)) is not recompiled when it changes."""
     if config.optimizer != "sgd":
         raise ValueError(f"unsupported optimizer {config.optimizer!r}")
-    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
+    lr = torch.tensor(config.lr) if tensor_lr else config.lr
+    return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum,
                            nesterov=config.nesterov, weight_decay=config.weight_decay)
 
 
@@ -64,7 +68,10 @@ class LRSchedule:
 
     def _apply(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.current
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(self.current)
+            else:
+                group["lr"] = self.current
 
     def state_dict(self) -> dict:
         return {"kind": self.kind, "lr": self.lr, "min_lr": self.min_lr,

@@ -34,8 +34,8 @@ from pcdsl.files import atomic_link_or_copy, atomic_write
 from pcdsl.ir.config import TrainConfig
 from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, load_checkpoint,
                                       load_weights, parameter_shapes, save_checkpoint)
-from pcdsl.runtime.ep import gradients_finite, training_step
-from pcdsl.runtime.evaluate import correct_counts, evaluate
+from pcdsl.runtime.step import TrainStep, default_options
+from pcdsl.runtime.evaluate import evaluate
 from pcdsl.runtime.loading import load_model_class, source_sha256
 from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, write_metrics
 from pcdsl.runtime.optim import make_optimizer, make_schedule
@@ -184,36 +184,32 @@ def _checkpoint_to_resume(run: RunDir, source: str, config: TrainConfig,
 
 # ---- one epoch ------------------------------------------------------------------------------
 
-def _train_epoch(model, optimizer, schedule, config: TrainConfig, data: "DataSplits", epoch: int,
-                 last_epoch: int, log, live: bool | None) -> dict:
-    reference = next(model.parameters())
+def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, config: TrainConfig,
+                 data: "DataSplits", epoch: int, last_epoch: int, log, live: bool | None) -> dict:
+    """One pass over the training data; `update` is the optimiser's step (compiled or not)."""
     batches = math.ceil(len(data.train) / config.batch)
-    loss_sum, correct, seen, lr_used = 0.0, 0, 0, schedule.current
+    # sums kept on the device: the step's health flag is the one value read per batch
+    loss_sum = correct = None
+    seen, lr_used = 0, schedule.current
     started = time.perf_counter()
     with EpochProgress(epoch, last_epoch, batches, log, live) as progress:
         stream = data.train.batches(config.batch, shuffle=True, seed=config.seed, epoch=epoch - 1)
         for number, (x, label) in enumerate(stream, start=1):
-            where = f"batch {number} of {batches}"
             _check_input_shape(model, x)
-            x, label = x.to(reference.device, reference.dtype), label.to(reference.device)
-            try:
-                result = training_step(model, x, label, config)
-            except FloatingPointError as error:
-                raise _Diverged(epoch, where, str(error)) from None
-            loss = float(result.loss)
-            if not math.isfinite(loss):
-                raise _Diverged(epoch, where, f"the loss is {loss}")
-            if not gradients_finite(model):
-                raise _Diverged(epoch, where, "the gradient has non-finite entries")
+            x, label = step.prepare(x, label)
+            result = step(x, label)
+            if not bool(result.ok):
+                raise _Diverged(epoch, f"batch {number} of {batches}", step.diagnose(x, label, result))
             lr_used = schedule.current
-            optimizer.step()
+            update()
             schedule.step()
-            loss_sum += loss * label.shape[0]
-            correct += correct_counts(result.logits, label, model.NUM_CLASSES)[0]
+            batch_loss = result.loss * label.shape[0]
+            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+            correct = result.correct if correct is None else correct + result.correct
             seen += label.shape[0]
-            progress.update(loss)
+            progress.update(result.loss)
     train_seconds = time.perf_counter() - started
-    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "lr": lr_used,
+    return {"train_loss": float(loss_sum) / seen, "train_acc": int(correct) / seen, "lr": lr_used,
             "train_seconds": train_seconds, "train_examples_per_s": seen / train_seconds}
 
 
@@ -251,13 +247,16 @@ def _divergence_message(error: _Diverged, run: RunDir, config: TrainConfig,
 def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig,
           data: "DataSplits", out_dir: Path, *, resume: bool = False, epochs: int | None = None,
           log: Callable[[str], None] = print, data_spec: str | None = None,
-          device: str | torch.device | None = None, progress: bool | None = None) -> list[dict]:
+          device: str | torch.device | None = None, progress: bool | None = None,
+          compile: bool | None = None, channels_last: bool | None = None) -> list[dict]:
     """Train the generated model; return the metrics of every completed epoch of the run.
 
     epochs: stop once this many epochs of the run are complete (default config.epochs); the
         learning-rate schedule always spans config.epochs as recorded when the run started.
     data_spec: the `--data` string, recorded so that evaluate_run can reload the data.
-    device: default cuda when available. progress: live bar (default: when stderr is a TTY)."""
+    device: default cuda when available. progress: live bar (default: when stderr is a TTY).
+    compile, channels_last: the step's options (None: by device and model, see
+        pcdsl.runtime.step.default_options); neither changes what is computed."""
     run = RunDir(out_dir)
     pc_file = _pc_file_name(pc_name)
     if not resume and run.existing_run_files():
@@ -271,7 +270,10 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     initial_weights = weights_sha256(model)
     target = _pick_device(device)
     model.to(target)
-    optimizer = make_optimizer(model.parameters(), config)
+    options = default_options(model, target, compile=compile, channels_last=channels_last)
+    if options.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.parameters(), config, tensor_lr=options.compile)
     batches_per_epoch = math.ceil(len(data.train) / config.batch)
     schedule = make_schedule(optimizer, config, total_steps=config.epochs * batches_per_epoch)
     source_hash = source_sha256(model_cls_source)
@@ -314,14 +316,18 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     n_params = sum(p.numel() for p in model.parameters())
     what = (f"EP ({config.scheme}, beta {config.beta:g}, {config.steps} steps, {config.update}, "
             f"{config.traversal})" if config.algorithm == "ep" else "backprop")
-    log(f"training {model.NAME} ({n_params:,} parameters) with {what} on {target.type}; "
-        f"data: {data.description}; run: {run.root}")
+    switches = ", ".join(name for name, on in (("compiled", options.compile), ("CUDA graphs", options.compile and options.cuda_graphs),
+                                               ("channels_last", options.channels_last)) if on)
+    log(f"training {model.NAME} ({n_params:,} parameters) with {what} on {target.type}"
+        f"{f' ({switches})' if switches else ''}; data: {data.description}; run: {run.root}")
+    step = TrainStep(model, config, options)
+    update = torch.compile(optimizer.step) if options.compile else optimizer.step
 
     try:
         for epoch in range(done + 1, last_epoch + 1):
             started = time.perf_counter()
             try:
-                record = _train_epoch(model, optimizer, schedule, config, data, epoch,
+                record = _train_epoch(model, step, update, schedule, config, data, epoch,
                                       last_epoch, log, progress)
                 evaluated = time.perf_counter()
                 test = evaluate(model, data.test, config.eval_batch, free_steps=config.free_steps)

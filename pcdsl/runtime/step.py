@@ -1,0 +1,157 @@
+# ---------------------------------------------------------------------------------------------
+# One training step, by EP or by backprop, on any model that follows protocol.py.
+#
+# Both leave the gradient of the batch-MEAN cost in p.grad (EP: the model's estimate from its
+# equilibria; BP: autograd through the free phase) and return the batch's free-phase outputs, so
+# the trainer treats the two algorithms alike: step, optimiser.step(), bookkeeping.
+#
+# `TrainStep` is the step the way the run's options ask for it:
+#   compile        torch.compile of the whole step: for EP the free phase, both nudged phases and
+#                  the parameter gradients are one program (no autograd, no host synchronisation
+#                  inside); for BP the forward pass and the cost (AOTAutograd compiles the
+#                  backward). `cuda_graphs` adds CUDA graphs on a GPU (mode "reduce-overhead").
+#                  Batches of another size than the first (an epoch's last) run eagerly rather
+#                  than compiling a second program.
+#   channels_last  the model's convolution weights and every input batch in NHWC, the layout
+#                  in which CPU and GPU convolution and pooling kernels are fastest.
+# Its health check (a finite loss and gradient, relaxations that did not run away) is a device
+# flag: the caller reads it once per step, and only when it is false is the step re-run eagerly
+# to say what went wrong.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pcdsl.ir.config import TrainConfig
+from pcdsl.runtime.estimators import Diverged, bp_gradients, ep_gradients, free_loss
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor      # 0-dim: mean cost at the free state, before the update
+    logits: torch.Tensor    # [B, classes]: the free output state, detached
+    ok: torch.Tensor        # 0-dim bool: the loss and gradient are finite, no relaxation ran away
+    correct: torch.Tensor   # 0-dim: examples whose largest output is the label
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    compile: bool = False
+    cuda_graphs: bool = False
+    channels_last: bool = False
+
+
+def has_convolutions(model) -> bool:
+    return any(p.dim() == 4 for p in model.parameters())
+
+
+def default_options(model, device: torch.device, compile: bool | None = None,
+                    channels_last: bool | None = None, cuda_graphs: bool | None = None) -> StepOptions:
+    """Unset options by device and model: compile and CUDA graphs on a GPU (on a CPU
+    torch.compile takes 20 s to minutes per model and gains little where convolutions
+    dominate), channels_last where the model has convolutions."""
+    on_gpu = device.type == "cuda"
+    return StepOptions(compile=on_gpu if compile is None else compile,
+                       cuda_graphs=on_gpu if cuda_graphs is None else cuda_graphs,
+                       channels_last=has_convolutions(model) if channels_last is None else channels_last)
+
+
+def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One device-side flag for a list of tensors (a single fused reduction)."""
+    return torch.isfinite(torch.stack([t.abs().sum() for t in tensors]).sum())
+
+
+def ep_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, scheme: str | None = None,
+            check: bool = True) -> tuple[list[torch.Tensor], StepResult]:
+    """EP's gradient estimate and the step's result (p.grad untouched). `scheme` replaces the
+    config's (a random scheme's draw, made by the caller)."""
+    estimate = ep_gradients(model, x, label, config.beta, config.steps, scheme=scheme or config.scheme,
+                            mod=config.update == "modpgd", synchronous=config.traversal == "sync",
+                            free_steps=config.free_steps, check=check)
+    grads, loss = estimate["grads"], estimate["loss"]
+    ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
+    return grads, _result(model, estimate, label, ok)
+
+
+def bp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, loss_function=free_loss
+            ) -> tuple[list[torch.Tensor], StepResult]:
+    """Backprop's gradient through the free phase (a forward pass for a PCN; for other energies,
+    through the `free_steps` relaxation iterations)."""
+    estimate = bp_gradients(model, x, label, free_steps=config.free_steps, loss_function=loss_function)
+    grads, loss = estimate["grads"], estimate["loss"]
+    ok = torch.isfinite(loss) & all_finite(grads)
+    return grads, _result(model, estimate, label, ok)
+
+
+def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> StepResult:
+    logits = estimate["free"][model.OUTPUT].detach()
+    return StepResult(estimate["loss"].detach(), logits, ok, (logits.argmax(dim=1) == label).sum())
+
+
+def training_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
+    """Fill p.grad with the step's gradient (eager); raises Diverged if a relaxation ran away."""
+    grads, result = ep_step(model, x, label, config) if config.algorithm == "ep" else bp_step(model, x, label, config)
+    _fill(model, grads)
+    return result
+
+
+def _fill(model, grads: list[torch.Tensor]) -> None:
+    for parameter, grad in zip(model.parameters(), grads, strict=True):
+        parameter.grad = grad.detach()
+
+
+class TrainStep:
+    """The training step of one run, with its options; `step(x, label)` fills p.grad and returns
+    a StepResult whose `ok` the caller reads (then `diagnose` says what went wrong)."""
+
+    def __init__(self, model, config: TrainConfig, options: StepOptions = StepOptions()):
+        self.model, self.config, self.options = model, config, options
+        self._batch = None
+        mode = "reduce-overhead" if options.cuda_graphs else None
+        if config.algorithm == "ep":
+            # EP has no autograd anywhere: the whole estimate is one graph
+            self._eager = lambda x, label, scheme: ep_step(model, x, label, config, scheme, check=False)
+            self._compiled = torch.compile(self._eager, mode=mode) if options.compile else None
+        else:
+            # backprop: the forward pass and the cost compiled, autograd runs their compiled backward
+            self._eager = lambda x, label, scheme: bp_step(model, x, label, config)
+            loss = torch.compile(free_loss, mode=mode) if options.compile else None
+            self._compiled = (lambda x, label, scheme: bp_step(model, x, label, config, loss)) if loss else None
+
+    def prepare(self, x: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch on the model's device, dtype and memory format."""
+        reference = next(self.model.parameters())
+        layout = torch.channels_last if self.options.channels_last and x.dim() == 4 else torch.contiguous_format
+        return (x.to(device=reference.device, dtype=reference.dtype, memory_format=layout),
+                label.to(reference.device))
+
+    def _scheme(self) -> str:
+        scheme = self.config.scheme
+        if self.config.algorithm == "ep" and scheme == "random":
+            # drawn here, not inside the compiled program: each sign then has a static graph
+            scheme = ("forward", "backward")[int(torch.randint(0, 2, (1,)))]
+        return scheme
+
+    def __call__(self, x: torch.Tensor, label: torch.Tensor) -> StepResult:
+        self.last_scheme = self._scheme()
+        if self._batch is None:
+            self._batch = x.shape[0]
+        function = self._compiled if self._compiled is not None and x.shape[0] == self._batch else self._eager
+        grads, result = function(x, label, self.last_scheme)
+        _fill(self.model, grads)
+        return result
+
+    def diagnose(self, x: torch.Tensor, label: torch.Tensor, result: StepResult) -> str:
+        """Why a step's `ok` is false: the relaxation that ran away (the step re-run eagerly at
+        the same weights), or the loss or gradient that is not finite."""
+        if self.config.algorithm == "ep":
+            try:
+                ep_step(self.model, x, label, self.config, self.last_scheme, check=True)
+            except Diverged as error:
+                return str(error)
+        loss = float(result.loss)
+        if not torch.isfinite(result.loss):
+            return f"the loss is {loss}"
+        return "the gradient has non-finite entries"
