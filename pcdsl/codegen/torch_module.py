@@ -104,6 +104,10 @@ class _ModuleWriter:
             return "label"
         if role == "aux":
             kind, owner = symbol.name.split(":", 2)[1:]
+            if kind == "free":           # a free state, in nudged_phase
+                return f"free[{literal(owner)}]"
+            if kind == "carried":        # a value of the free pass, in nudged_phase
+                return f"carry[{literal(self.name_of(sp.Symbol(owner)))}]"
             # a state's local name; a term's own name (energy terms, named cotangents) otherwise
             owner_text = self.locals[self.m.symbols[owner]] if owner in self.m.symbols else owner
             return self.locals.name(symbol, _LOCAL_NAMES[kind].format(owner_text))
@@ -348,7 +352,7 @@ class _ModuleWriter:
                 self.w.line('"""The feedforward pass, and what the nudged phases reuse from it: (states, carry)."""')
                 self.bind_input()
                 self.assigns(phase.body)
-                self.dict_lines("carry", self.plan.nudged.carried)
+                self.dict_lines("carry", self.plan.nudged.handed)
                 self.w.line(f"return {self.states_dict()}, carry")
             else:
                 self.w.line('"""The free phase and what the nudged phases reuse from it (nothing: they start with a')

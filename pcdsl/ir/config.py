@@ -25,6 +25,9 @@ class TrainConfig(BaseModel):
                             "equilibrium is not a feedforward pass (Hopfield-type energies)")
     update: Literal["modpgd", "pgd"] = "modpgd"
     traversal: Literal["async", "sync"] = "async"
+    # bf16: convolutions and matrix products in bfloat16 (autocast); states, prediction errors,
+    # the nudged phases' difference and the optimiser stay float32
+    precision: Literal["float32", "bf16"] = "float32"
     # states without a closed-form update (or all, with relax_rule=gradient) take projected
     # gradient steps h <- Proj(h - relax_step * v), v <- relax_momentum * v + dF/dh
     relax_rule: Literal["auto", "gradient"] = "auto"

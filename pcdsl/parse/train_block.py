@@ -32,7 +32,7 @@ CALL_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "augment": ({}, {"crop_pad": "crop_pad", "hflip": "hflip"}),
     "normalize": ({}, {"mean": "mean", "std": "std"}),
 }
-VALUE_SETTINGS = ("batch", "eval_batch", "epochs", "seed", "pad", "keep_checkpoints")
+VALUE_SETTINGS = ("batch", "eval_batch", "epochs", "seed", "pad", "keep_checkpoints", "precision")
 ALL_SETTINGS = list(CALL_SETTINGS) + ["init_gain"] + list(VALUE_SETTINGS)
 
 

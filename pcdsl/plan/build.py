@@ -16,9 +16,12 @@ import sympy as sp
 from ..check.algebra import Definitions
 from ..check.derive import projection
 from ..check.model import CheckedModel
-from ..check.symbols import BETA, intermediate, owner_of
-from ..ops import (BiasGrad, CostGrad, MaxPool, MaxUnpool, MaxUnpoolAt, PoolIndices, TensorOp, WeightedOp,
-                   WeightGrad)
+from ..check.symbols import BETA, intermediate, owner_of, user_name
+from ..ops import (AvgPool, BiasGrad, CostGrad, Flatten, GlobalAvgPool, MaxPool, MaxUnpool, MaxUnpoolAt,
+                   PoolIndices, TensorOp, Unflatten, Upsample, WeightedOp, WeightGrad)
+
+# operators linear in their (first) argument: a weighted operator of them is linear in the states
+LINEAR_STRUCTURE = (Flatten, Unflatten, Upsample, AvgPool, GlobalAvgPool)
 from .passes import SweepNeeds, fuse_pools, hoistable, invalidated, resolve, schedule_cycle, wavefront
 from .program import (MOMENTUM, STEP, Assign, Factors, HalfSweep, Iteration, NudgedPhase, ParamProduct,
                       Phase, Plan, Relaxation, StateUpdate, local)
@@ -96,6 +99,7 @@ class _Planner:
             nudged = self.nudged_phase(factors)
             # the free pass also finds the argmax positions the nudged phase reuses
             forward = self.forward(extra={s for s in nudged.carried if s in self.indices.values()})
+            nudged.handed = [s for s in self.defs if s in set(nudged.carried) | set(nudged.moved_from)]
         return Plan(model=m, forward=forward, energies=self.energies(), state_grads=self.state_grads(),
                     relaxation=self.relaxation(), rest_values=self.rest_values(),
                     relax_step=config.relax_step, relax_momentum=config.relax_momentum, factors=factors,
@@ -294,6 +298,7 @@ class _Planner:
             return computed, reused
 
         fresh: set[sp.Symbol] = set()
+        moved_from: set[sp.Symbol] = set()
         exits = [set(valid)]
         peeled = []
         for number, live_sets in enumerate(wavefront(m.groups, term_states, m.ir.cost.output), start=1):
@@ -304,7 +309,7 @@ class _Planner:
                              if t.target is not None and not (t.states & moved)}
                     updates, locals_, roots = self.group_updates(live, zeros)
                     computed, reused = block(roots, set(live))
-                    sweeps.append(HalfSweep(index, live, self.assigns(computed) + locals_,
+                    sweeps.append(HalfSweep(index, live, self.moved_assigns(computed, moved_from) + locals_,
                                             sorted(reused, key=list(self.defs).index), updates))
                 moved |= set(live)
             peeled.append(Iteration(number, sweeps))
@@ -319,7 +324,7 @@ class _Planner:
         loop = []
         carried.update(s for s in from_head if s in entry and s not in fresh)
         for index, ((group, updates, locals_, _), (computed, reused)) in enumerate(zip(per_group, schedule)):
-            loop.append(HalfSweep(index, group, self.assigns(computed) + locals_,
+            loop.append(HalfSweep(index, group, self.moved_assigns(computed, moved_from) + locals_,
                                   sorted(reused, key=list(self.defs).index), updates))
             loop_valid = invalidated(loop_valid | set(computed), {m.symbols[s] for s in group}, self.state_deps)
         exits.append(loop_valid)
@@ -328,7 +333,52 @@ class _Planner:
         computed, reused = resolve(factors.roots, self.defs, at_exit)
         carried.update(s for s in reused if s in entry)
         velocities = [local("velocity", s) for s in m.states if m.rules[s].kind == "gradient" and self.momentum]
+        before_loop, epilogue = self.moved_assigns(before, moved_from), self.moved_assigns(computed, moved_from)
         return NudgedPhase(carried=[s for s in self.defs if s in carried], peeled=peeled,
-                           before_loop=self.assigns(before), loop=loop, epilogue=self.assigns(computed),
-                           velocities=velocities)
+                           before_loop=before_loop, loop=loop, epilogue=epilogue, velocities=velocities,
+                           moved_from=[s for s in self.defs if s in moved_from])
+
+    def moved_assigns(self, symbols, moved_from: set) -> list[Assign]:
+        """The assignments of a nudged phase: an intermediate affine in the states is its free
+        value plus the linear part of the states' moves (z_h2 = free z_h2 + W·(h1 - free h1)),
+        which keeps the small difference exact when the products run in bfloat16. The free
+        values it reads are added to `moved_from`."""
+        assigns = []
+        for assign in self.assigns(symbols):
+            moved = self.moved_form(assign.target) if not isinstance(assign.target, tuple) else None
+            if moved is not None:
+                moved_from.add(assign.target)
+                assign = Assign(assign.target, moved, assign.line)
+            assigns.append(assign)
+        return assigns
+
+    def moved_form(self, symbol: sp.Symbol) -> Optional[sp.Expr]:
+        """free(symbol) + Σ W·L(Δ) when `symbol` is a sum of state-free terms and weighted
+        operators of linear functions L of the states (L(h) - L(h_free) = L(h - h_free)); None
+        otherwise."""
+        moves = []
+        for term in sp.Add.make_args(self.defs[symbol]):
+            if not (self.defs.bases(term) & self.state_symbols):
+                continue                          # bias, invariants: in the free value already
+            coefficient, node = term.as_coeff_Mul()
+            if not (isinstance(node, WeightedOp) and self._linear(node.args[1])):
+                return None
+            delta = {s: s - local("free", user_name(s)) for s in node.args[1].free_symbols if s in self.state_symbols}
+            moves.append(coefficient * node.func(node.args[0], node.args[1].xreplace(delta), *node.args[2:]))
+        return local("carried", symbol.name) + sp.Add(*moves) if moves else None
+
+    def _linear(self, expr: sp.Expr) -> bool:
+        """Linear in the states: states through flatten, pools that average, upsampling, sums."""
+        if expr in self.state_symbols:
+            return True
+        if isinstance(expr, sp.Add):
+            return all(self._linear(a) for a in expr.args)
+        if isinstance(expr, sp.Mul):
+            coefficient, rest = expr.as_coeff_Mul()
+            return coefficient.is_number and self._linear(rest)
+        if isinstance(expr, LINEAR_STRUCTURE):
+            return self._linear(expr.args[0])
+        return False
+
+
 

@@ -121,12 +121,14 @@ class NudgedPhase:
     every prediction error is zero, so the first iterations move only the states the output's
     error has reached (a wavefront, two layers per iteration); those are peeled off the loop and
     reduced to what they change. Values the free pass computed are carried in, not recomputed."""
-    carried: list[sp.Symbol]        # read from the free phase's carry, in definition order
+    carried: list[sp.Symbol]        # valid at the start: read from the free phase's carry
     peeled: list[Iteration]
     before_loop: list[Assign]       # what the loop's first iteration reuses and the peeled ones did not leave
     loop: list[HalfSweep]
     epilogue: list[Assign]          # what the factors need that is not valid after every iteration count
     velocities: list[sp.Symbol] = field(default_factory=list)
+    moved_from: list[sp.Symbol] = field(default_factory=list)   # free values the moved forms add to
+    handed: list[sp.Symbol] = field(default_factory=list)       # what free_phase hands over: both
 
 
 @dataclass

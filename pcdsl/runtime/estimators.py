@@ -11,17 +11,44 @@
 #   bp_gradients   backprop through the free phase: the exact gradient of the same network (for
 #                  a model whose free phase is a relaxation, through its iterations)
 #
+# Precision: "float32" computes in the model's dtype; "bf16" runs convolutions and matrix
+# products in bfloat16 (autocast) and keeps everything EP's difference depends on in float32:
+# the free phase's states and values are promoted before the nudged phases, whose affine
+# intermediates are computed as free value + W·(state moves) (so bfloat16 rounds the O(beta)
+# move, not the O(1) value), errors and states stay float32, and the gradients are returned in
+# the parameters' dtype (the optimiser's).
+#
 # A relaxation that produces non-finite states or an energy that grows without bound is never
 # turned into a gradient silently (METHOD.md section 3): the check is a device-side flag
 # (`Health`), read once per estimate by default, or when the trainer chooses.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
+
+PRECISIONS = ("float32", "bf16")
+
+
+def precision_context(x: torch.Tensor, precision: str):
+    """The autocast region of a precision (none for float32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, dtype=torch.bfloat16)
+
+
+def _promoted(values: dict, dtype: torch.dtype) -> dict:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in values.items()}
+
+
+def _in_param_dtypes(model, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [g.to(p.dtype) for p, g in zip(model.parameters(), grads)]
 
 SCHEMES = ("centered", "forward", "backward", "random")
 
@@ -109,7 +136,7 @@ def _has_fast_path(model) -> bool:
 def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int, *,
                  scheme: str = "centered", mod: bool = True, synchronous: bool = False,
                  free_steps: int | None = None, generator: torch.Generator | None = None,
-                 check: bool = True) -> dict:
+                 check: bool = True, precision: str = "float32") -> dict:
     """Equilibrium propagation's estimate of d mean(C) / d theta at the free equilibrium.
 
     Returns {"grads": list (parameters() order), "loss": mean cost at the free state (0-dim),
@@ -118,12 +145,14 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
     (one host synchronisation)."""
     upper, lower = _phase_signs(scheme, beta, generator)
     fast = _has_fast_path(model)
-    with torch.no_grad():
+    with torch.no_grad(), precision_context(x, precision):
         if fast:
             free, carry = model.free_phase(x, free_steps)
+            carry = _promoted(carry, x.dtype)
         else:
             free = model(x, free_steps)
-        loss = model.cost(free, label).mean()
+        free = _promoted(free, x.dtype)
+        loss = model.cost(free, label).mean().to(x.dtype)
         scale = 1.0 / ((upper - lower) * x.shape[0])
         phases, records = [], []
         for signed_beta, sign in ((upper, 1.0), (lower, -1.0)):
@@ -149,6 +178,7 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
         else:
             coefficients = [c for c, _ in phases]
             grads = [sum(c * g for c, g in zip(coefficients, per_phase)) for per_phase in zip(*(g for _, g in phases))]
+    grads = _in_param_dtypes(model, grads)
     health = Health(_healthy(records, loss), records)
     if check:
         health.raise_if_diverged()
@@ -162,15 +192,17 @@ def free_loss(model, x: torch.Tensor, label: torch.Tensor, free_steps: int | Non
 
 
 def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int | None = None,
-                 loss_function=free_loss) -> dict:
+                 loss_function=free_loss, precision: str = "float32") -> dict:
     """Autograd's gradient of the batch-mean cost through the free phase (same result keys).
     `loss_function` may be a compiled free_loss (AOTAutograd then compiles the backward too)."""
     params = list(model.parameters())
     with torch.enable_grad():
-        loss, free = loss_function(model, x, label, free_steps)
+        with precision_context(x, precision):
+            loss, free = loss_function(model, x, label, free_steps)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return {"grads": [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)],
-            "loss": loss.detach(), "free": {name: h.detach() for name, h in free.items()}}
+    grads = _in_param_dtypes(model, [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)])
+    return {"grads": grads, "loss": loss.detach().to(x.dtype),
+            "free": {name: h.detach().to(x.dtype) for name, h in free.items()}}
 
 
 class Estimators:

@@ -5,9 +5,15 @@
 # For a PCN model(x) is the feedforward pass; for other energies it is the relaxation loop itself,
 # so autograd differentiates through the iterations (the BPTT-style oracle). With exact equilibria
 # and beta -> 0 the two agree (METHOD.md section 2); run this in float64 for tight comparisons.
+#
+# Mixed precision (precision="bf16"): the estimate runs as training runs it (float32 weights,
+# bfloat16 products), the oracle is float64 backprop on a float64 copy, and each parameter also
+# gets the cosine of bf16 backprop against the same oracle: what bfloat16 costs any algorithm on
+# this network, the yardstick for EP's.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -38,15 +44,29 @@ def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
 
 def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int,
               scheme: str = "centered", mod: bool = True, synchronous: bool = False,
-              free_steps: int | None = None) -> dict:
-    """Per-parameter agreement of the EP estimate with backprop, plus the worst of each."""
-    estimate = ep_gradients(model, x, label, beta, steps, scheme=scheme, mod=mod, synchronous=synchronous,
-                            free_steps=free_steps)
-    oracle = bp_gradients(model, x, label, free_steps=free_steps)
+              free_steps: int | None = None, precision: str = "float32") -> dict:
+    """Per-parameter agreement of the EP estimate with backprop, plus the worst of each.
+    With precision="bf16" the model and x are used in float32 and the oracle in float64."""
+    if precision == "bf16":
+        oracle_model = copy.deepcopy(model).double()
+        model, x_estimate, x_oracle = model.float(), x.float(), x.double()
+    else:
+        oracle_model, x_estimate, x_oracle = model, x, x
+    estimate = ep_gradients(model, x_estimate, label, beta, steps, scheme=scheme, mod=mod, synchronous=synchronous,
+                            free_steps=free_steps, precision=precision)
+    oracle = bp_gradients(oracle_model, x_oracle, label, free_steps=free_steps)
+    same_precision = (bp_gradients(model, x_estimate, label, free_steps=free_steps, precision=precision)["grads"]
+                      if precision != "float32" else None)
     rows = []
     named = model.named_parameters()
-    for (name, parameter), ep, bp in zip(named, estimate["grads"], oracle["grads"], strict=True):
-        rows.append({"name": name, "shape": list(parameter.shape), **compare(ep, bp)})
-    return {"params": rows,
-            "min_cosine": min(row["cosine"] for row in rows),
-            "max_rel_error": max(row["rel_error"] for row in rows)}
+    for index, ((name, parameter), ep, bp) in enumerate(zip(named, estimate["grads"], oracle["grads"], strict=True)):
+        row = {"name": name, "shape": list(parameter.shape), **compare(ep, bp)}
+        if same_precision is not None:
+            row["bp_same_precision_cosine"] = compare(same_precision[index], bp)["cosine"]
+        rows.append(row)
+    result = {"params": rows,
+              "min_cosine": min(row["cosine"] for row in rows),
+              "max_rel_error": max(row["rel_error"] for row in rows)}
+    if same_precision is not None:
+        result["bp_same_precision_min_cosine"] = min(row["bp_same_precision_cosine"] for row in rows)
+    return result

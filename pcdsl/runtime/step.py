@@ -69,7 +69,7 @@ def ep_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, sc
     config's (a random scheme's draw, made by the caller)."""
     estimate = ep_gradients(model, x, label, config.beta, config.steps, scheme=scheme or config.scheme,
                             mod=config.update == "modpgd", synchronous=config.traversal == "sync",
-                            free_steps=config.free_steps, check=check)
+                            free_steps=config.free_steps, check=check, precision=config.precision)
     grads, loss = estimate["grads"], estimate["loss"]
     ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
     return grads, _result(model, estimate, label, ok)
@@ -79,7 +79,8 @@ def bp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, lo
             ) -> tuple[list[torch.Tensor], StepResult]:
     """Backprop's gradient through the free phase (a forward pass for a PCN; for other energies,
     through the `free_steps` relaxation iterations)."""
-    estimate = bp_gradients(model, x, label, free_steps=config.free_steps, loss_function=loss_function)
+    estimate = bp_gradients(model, x, label, free_steps=config.free_steps, loss_function=loss_function,
+                            precision=config.precision)
     grads, loss = estimate["grads"], estimate["loss"]
     ok = torch.isfinite(loss) & all_finite(grads)
     return grads, _result(model, estimate, label, ok)

@@ -104,7 +104,7 @@ class Model(torch.nn.Module):
         # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
         a_o = F.linear(h2, self.o_w_h2, self.o_b)
         o = a_o
-        carry = {"idx_h1": idx_h1, "a_h1": a_h1, "a_o": a_o}
+        carry = {"idx_h1": idx_h1, "a_h1": a_h1, "a_h2": a_h2, "a_o": a_o}
         return {"h1": h1, "h2": h2, "o": o}, carry
 
     def cost(self, states, label):
@@ -233,7 +233,7 @@ class Model(torch.nn.Module):
         for _ in range(steps - 1):
             # half-sweep 1 of 2: h2 (reuses a_o)
             # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
-            a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
+            a_h2 = carry["a_h2"] + F.linear((h1 - free["h1"]).flatten(1), self.h2_w_h1)
             # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
             eps_o = o - a_o
             delta_h2 = eps_o @ self.o_w_h2
@@ -243,7 +243,7 @@ class Model(torch.nn.Module):
             # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
             eps_h2 = h2 - torch.relu(a_h2)
             # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
-            a_o = F.linear(h2, self.o_w_h2, self.o_b)
+            a_o = carry["a_o"] + F.linear(h2 - free["h2"], self.o_w_h2)
             delta_h1 = ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
             # the cost's pull on the output, at its current value
             nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
@@ -254,7 +254,7 @@ class Model(torch.nn.Module):
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
         eps_h1 = h1 - torch.relu(a_h1)
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
-        a_h2 = F.linear(h1.flatten(1), self.h2_w_h1, self.h2_b)
+        a_h2 = carry["a_h2"] + F.linear((h1 - free["h1"]).flatten(1), self.h2_w_h1)
         eps_h2 = h2 - torch.relu(a_h2)
         # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
         eps_o = o - a_o
