@@ -15,7 +15,7 @@ import sympy as sp
 
 from ..diagnostics import PcdslError, messages
 from ..ir.model import ModelIR, Term
-from ..ops import AvgPool, CostGrad, Interval, MaxPool, Shape, TensorOp, Total
+from ..ops import AvgPool, CostGrad, Interval, MaxPool, Shape, TensorOp, Total, WeightedOp
 from ..parse.spans import diag_span
 from .algebra import Definitions
 from .build import ExpressionBuilder, ParamInfo
@@ -75,6 +75,7 @@ def check_model(ir: ModelIR) -> CheckedModel:
             energy, shape = builder.build(term.energy, term)
             if shape.rank != 0 or not energy.has(Total):
                 raise PcdslError(messages.NOT_SCALAR, diag_span(term.energy.span), name=term.name)
+            energy = _name_input_drives(energy, term, builder, definitions, definition_lines)
             info = TermInfo(term.name, None, energy, term.span.line, term.span)
         bases = definitions.bases(info.energy)
         info.states = {name for name in free if builder.symbols[name] in bases}
@@ -173,6 +174,36 @@ def _interval_text(interval: Interval) -> str:
 def _param_rank(param: ParamInfo, ir: ModelIR):
     term_index = next(i for i, t in enumerate(ir.terms) if t.name == param.owner)
     return (term_index, param.kind == "bias", param.line)
+
+
+def _name_input_drives(energy: sp.Expr, term: Term, builder: ExpressionBuilder, definitions: Definitions,
+                       definition_lines) -> sp.Expr:
+    """Name each largest product of an `energy` term that reads only the input and parameters
+    (`sum(h1 * dense(x, 128))`: in_layer1 = dense(x)): it is then an intermediate like a PCN's
+    pre-activation, which the plan computes once per relaxation instead of once per iteration."""
+    input_symbol = builder.symbols[builder.ir.input.name]
+    free_states = {builder.symbols[v.name] for v in builder.ir.free_states}
+    found: list[sp.Expr] = []
+
+    def visit(expr):
+        if isinstance(expr, (TensorOp, sp.Add)) and expr.has(WeightedOp) and not expr.has(Total) and \
+                not (definitions.bases(expr) & free_states) and input_symbol in definitions.bases(expr):
+            if isinstance(expr, TensorOp) and expr.elementwise:
+                visit(expr.args[0])       # name the activation's argument: its derivative reads it too
+            elif expr not in found:
+                found.append(expr)
+            return
+        for arg in expr.args:
+            visit(arg)
+
+    visit(energy)
+    names = {}
+    for index, expr in enumerate(found, start=1):
+        name = definitions.define(intermediate("in", term.name if index == 1 else f"{term.name}_{index}"), expr)
+        definition_lines[name] = term.span.line
+        builder.expr_shapes[name] = builder.expr_shapes[expr]
+        names[expr] = name
+    return energy.xreplace(names) if names else energy
 
 
 def _pcn_term(term: Term, builder: ExpressionBuilder, definitions: Definitions, definition_lines,

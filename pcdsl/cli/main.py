@@ -261,39 +261,99 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
 @click.argument("model_file", type=click.Path())
 @click.option("--batch", type=int, default=None, help="Batch size (default: the model file's).")
 @click.option("--steps", type=int, help="Relaxation iterations per phase (default: the model file's).")
-@click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16"]), default="float32", show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64", "bf16"]), default="float32", show_default=True,
+              help="bf16: mixed precision (bfloat16 products, float32 states), as `precision bf16` trains.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--repeats", type=int, default=3, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--compile/--no-compile", "compile_step", default=None,
+              help="Time the torch.compile'd steps, and the eager ones beside them (default: on a GPU).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC layout for every variant (default: when the model has convolutions).")
+@click.option("--rounds", type=int, default=5, show_default=True, help="Timed rounds (every variant once per round).")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed calls of each variant first.")
+@click.option("--threads", type=int, help="torch.set_num_threads (CPU).")
+@click.option("--reference/--no-reference", default=True, show_default=True,
+              help="Also time the straightforward eager EP step (autograd on the energy).")
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
 @_set_option
 @reports_errors
-def bench(model_file, batch, steps, dtype, device, repeats, as_json, set_items):
-    """Time one free phase, one centered-EP step and one backprop step side by side."""
+def bench(model_file, batch, steps, dtype, device, compile_step, channels_last, rounds, warmup, threads,
+          reference, as_json, set_items):
+    """Time pcdsl's EP step, the straightforward eager EP step and the backprop step of one
+    network, interleaved round by round; report ms/step, images/s, TFLOP/s from the compiler's
+    FLOP count, EP/BP against that count's ratio, and compiled/reference."""
     import torch
     from ..pipeline import compile_file
-    from ..runtime.bench import bench_step
+    from ..plan.cost import step_flops
+    from ..runtime import bench as benchmarks
     from ..runtime.loading import load_model_class
-    compiled = compile_file(model_file, set_items)
-    cfg = compiled.ir.train
+    from ..runtime.step import default_options
+    if rounds < 1 or warmup < 1:
+        raise UserError("--rounds and --warmup must be at least 1")
+    if threads is not None:
+        if threads < 1:
+            raise UserError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+    items = list(set_items) + ([f"steps={steps}"] if steps is not None else [])
+    items += ["precision=bf16"] if dtype == "bf16" else []
+    compiled = compile_file(model_file, items)
+    config = compiled.ir.train
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here")
-    model = load_model_class(compiled.source)().to(device=device, dtype=getattr(torch, dtype))
-    batch = batch or cfg.batch
+    target = torch.device(device)
+    torch.manual_seed(0)
+    model = load_model_class(compiled.source)().to(device=target, dtype=torch.float64 if dtype == "float64" else torch.float32)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    options = default_options(model, target, compile=compile_step, channels_last=channels_last)
+    if options.channels_last:
+        model.to(memory_format=torch.channels_last)
+    batch = batch or config.batch
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn((batch, *model.INPUT_SHAPE), generator=generator).to(device=device, dtype=getattr(torch, dtype))
-    label = torch.randint(0, model.NUM_CLASSES, (batch,), generator=generator).to(device)
-    result = bench_step(model, x, label, cfg.beta, steps or cfg.steps, mod=cfg.update == "modpgd",
-                        synchronous=cfg.traversal == "sync", repeats=repeats)
-    result["model"] = compiled.ir.name
+    x = torch.randn((batch, *model.INPUT_SHAPE), generator=generator)
+    label = torch.randint(0, model.NUM_CLASSES, (batch,), generator=generator)
+    x, label = benchmarks.TrainStep(model, config, options).prepare(x, label)
+    variants = benchmarks.make_variants(model, compiled, config, x, label, options, reference=reference)
+    results = benchmarks.bench_variants(variants, target, rounds=rounds, warmup=warmup)
+    flops = step_flops(compiled.plan, config.steps, config.scheme, config.free_steps)
+    cost_model = (4 * config.steps + 3) / 3 if model.FEEDFORWARD else None
+    summary = benchmarks.summarise(results, variants, flops, batch, target, config.precision, model.NUM_CLASSES,
+                                   cost_model)
+    summary.update({"model": compiled.ir.name, "batch": batch, "steps": config.steps, "beta": config.beta,
+                    "dtype": dtype, "device": benchmarks.device_name(target), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "compile": options.compile,
+                    "cuda_graphs": options.compile and options.cuda_graphs, "channels_last": options.channels_last,
+                    "rounds": rounds, "warmup": warmup})
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"{compiled.ir.name}: batch {result['batch']}, K = {result['steps']}, {result['dtype']}, {result['device']}")
-    for name, t in result["times"].items():
-        click.echo(f"  {name:<11} {t['median_s'] * 1e3:10.1f} ms  (min {t['min_s'] * 1e3:.1f})")
-    model_ratio = result["cost_model_ep_over_bp"]
-    click.echo(f"  EP / BP step time: {result['ep_over_bp']:.2f}"
-               + (f"  (cost model (4K+3)/3 = {model_ratio:.2f})" if model_ratio else ""))
+    click.echo(_bench_text(summary))
+
+
+def _bench_text(summary: dict) -> str:
+    settings = ", ".join(name for name, on in (("compiled", summary["compile"]), ("CUDA graphs", summary["cuda_graphs"]),
+                                                ("channels_last", summary["channels_last"])) if on) or "eager"
+    lines = [f"{summary['model']}: batch {summary['batch']}, K = {summary['steps']}, {summary['dtype']}, "
+             f"{summary['device']}, {settings}; medians of {summary['rounds']} interleaved rounds",
+             f"  {'variant':<13}{'ms/step':>10}{'images/s':>11}{'TFLOP/s':>10}{'first call':>12}"]
+    for name, entry in summary["variants"].items():
+        peak = f"  {100 * entry['peak_fraction']:.1f}% of peak" if entry["peak_fraction"] else ""
+        memory = f"  {entry['peak_memory_bytes'] / 2**30:.2f} GiB" if entry["peak_memory_bytes"] else ""
+        lines.append(f"  {name:<13}{entry['ms_per_step']:>10.2f}{entry['images_per_s']:>11.1f}"
+                     f"{entry['tflops']:>10.4f}{entry['first_s']:>11.2f}s{peak}{memory}")
+    ratios = summary["ratios"]
+    flops = summary["flops_per_example"]
+    lines.append(f"  FLOPs per example: EP {flops['ep'] / 1e9:.4g} G, BP {flops['bp'] / 1e9:.4g} G "
+                 f"(compiler's count: matrix products only)")
+    cost_model = f"; METHOD.md's (4K+3)/3 = {ratios['cost_model']:.2f}" if ratios["cost_model"] else ""
+    lines.append(f"  EP / BP time {ratios['ep_over_bp']:.2f}, FLOP ratio {ratios['flop_ratio']:.2f} "
+                 f"(time/FLOP ratio {ratios['ep_over_bp_vs_flops']:.2f}{cost_model})")
+    if "reference_over_ep" in ratios:
+        lines.append(f"  eager reference EP / pcdsl EP: {ratios['reference_over_ep']:.2f}")
+    if "eager_over_compiled_ep" in ratios:
+        lines.append(f"  eager / compiled: EP {ratios['eager_over_compiled_ep']:.2f}, BP {ratios['eager_over_compiled_bp']:.2f}")
+    if "imagenet_50_epochs_days" in summary:
+        days = summary["imagenet_50_epochs_days"]
+        lines.append(f"  50 ImageNet epochs at this speed: EP {days['ep']:.1f} days, BP {days['bp']:.1f} days")
+    return "\n".join(lines)
 
 
 def _gradcheck_batch(model, compiled, data_spec, batch, generator):

@@ -111,6 +111,13 @@ class TorchPrinter(PythonCodePrinter):
         return [text for text, _ in printed]
 
     def _print_Mul(self, expr):
+        factors = sp.Mul.make_args(expr)
+        masks = [f for f in factors if hasattr(f, "condition")]
+        if masks and len(masks) < len(factors):
+            # a 0/1 mask times the rest: select instead of multiplying by a converted boolean
+            rest = sp.Mul(*(f for f in factors if f not in masks))
+            condition = " & ".join(m.condition(self) for m in masks)
+            return f"torch.where({condition}, {self.text(rest)}, 0.0)"
         coeff, rest = expr.as_coeff_Mul()
         sign = "-" if coeff < 0 else ""
         coeff = abs(coeff)

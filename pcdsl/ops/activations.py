@@ -208,7 +208,11 @@ class _HelperDerivative(_Derivative):
 
 
 class Step(_Derivative):
-    """relu'(a): 1 where a > 0, else 0."""
+    """relu'(a): 1 where a > 0, else 0. A mask: in a product the printer writes
+    torch.where(condition, rest, 0.0) (one pass, no float copy of a boolean)."""
+
+    def condition(self, p) -> str:
+        return f"{p.text(self.args[0])} > 0"
 
     def torch_text(self, p):
         a = p.text(self.args[0])
@@ -220,7 +224,11 @@ class Step(_Derivative):
 
 
 class BoxMask(_Derivative):
-    """hardsigmoid'(a): 1 where 0 < a < 1, else 0."""
+    """hardsigmoid'(a): 1 where 0 < a < 1, else 0 (a mask, like Step)."""
+
+    def condition(self, p) -> str:
+        a = p.text(self.args[0])
+        return f"({a} > 0) & ({a} < 1)"
 
     def torch_text(self, p):
         a = p.text(self.args[0])

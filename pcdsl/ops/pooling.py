@@ -154,6 +154,8 @@ class AvgPool(_Window):
 AVG_POOL_ADJOINT = helper("avg_pool_adjoint", '''
 def avg_pool_adjoint(v, kernel, stride):
     """Adjoint of avg_pool2d (windows that tile the input): spread each value evenly over its window."""
+    if stride == kernel:      # disjoint windows: a repeat, no convolution
+        return (v / (kernel * kernel)).repeat_interleave(kernel, 2).repeat_interleave(kernel, 3)
     batch, channels = v.shape[:2]
     spread = v.new_full((1, 1, kernel, kernel), 1.0 / (kernel * kernel))
     out = F.conv_transpose2d(v.reshape(batch * channels, 1, *v.shape[2:]), spread, stride=stride)

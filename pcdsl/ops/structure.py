@@ -73,8 +73,8 @@ class Add(TensorOp):
 
 TOTAL = helper("total", '''
 def total(t):
-    """Per-example sum over every element: [B, ...] -> [B]."""
-    return t.flatten(1).sum(1)
+    """Per-example sum over every element: [B, ...] -> [B] (in any memory layout, without a copy)."""
+    return t.sum(tuple(range(1, t.dim())))
 ''')
 
 

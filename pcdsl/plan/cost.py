@@ -50,7 +50,6 @@ class _Counter:
     def __init__(self, plan: Plan):
         self.plan = plan
         self.macs = {p.symbol: p.macs for p in plan.model.params.values()}
-        self.state_or_param = {plan.model.symbols[s] for s in plan.model.states} | set(self.macs)
 
     def expr(self, expr: sp.Expr) -> int:
         return sum(2 * self.macs[node.args[0]] for node in sp.preorder_traversal(expr)
@@ -60,6 +59,7 @@ class _Counter:
         return sum(self.expr(a.value) for a in assigns)
 
     def sweeps(self, sweeps: list[HalfSweep]) -> int:
+        """The half-sweeps' own products and their updates'."""
         total = 0
         for sweep in sweeps:
             total += self.assigns(sweep.body)
@@ -67,52 +67,86 @@ class _Counter:
                 total += self.expr(update.value) + (self.expr(update.velocity.value) if update.velocity else 0)
         return total
 
-    def backward(self, assigns: list[Assign]) -> int:
-        """Autograd through these assignments: per matrix product, the weight gradient and the
-        gradient of its tensor operand unless that is the data (it needs none)."""
-        defs = self.plan.definitions
-        total = 0
-        for assign in assigns:
-            for node in sp.preorder_traversal(assign.value):
-                if isinstance(node, MATRIX_NODES) and not isinstance(node, WeightGrad):
-                    operand = node.args[1]
-                    needs_grad = bool(defs.bases(operand) & self.state_or_param) if isinstance(operand, sp.Basic) else False
-                    total += 2 * self.macs[node.args[0]] * (1 + needs_grad)
+    def backward(self, program: list[Assign], output: sp.Symbol) -> int:
+        """Autograd through a straight-line program (names may be reassigned) for a loss that
+        reads `output`: per matrix product on the loss's path, the weight gradient, and the
+        gradient of its tensor operand if that needs one (it reads a parameter or a value that
+        does: not the data, not a relaxation's initial states)."""
+        params = set(self.macs)
+        # forward: which values need a gradient, at each assignment
+        needing: set = set()
+        operand_needs = []
+        for assign in program:
+            reads = assign.value.free_symbols
+            nodes = [n for n in sp.preorder_traversal(assign.value)
+                     if isinstance(n, MATRIX_NODES) and not isinstance(n, WeightGrad)]
+            operand_needs.append([bool(n.args[1].free_symbols & (needing | params)) for n in nodes])
+            if reads & (needing | params):
+                needing.update(_targets(assign))
+            else:
+                needing.difference_update(_targets(assign))
+        # backward: which assignments the loss depends on
+        live, total = {output}, 0
+        for assign, needs in zip(reversed(program), reversed(operand_needs)):
+            if not live & set(_targets(assign)):
+                continue
+            live.difference_update(_targets(assign))
+            live |= assign.value.free_symbols
+            nodes = [n for n in sp.preorder_traversal(assign.value)
+                     if isinstance(n, MATRIX_NODES) and not isinstance(n, WeightGrad)]
+            total += sum(2 * self.macs[n.args[0]] * (1 + need) for n, need in zip(nodes, needs))
         return total
+
+    def relaxation_program(self, steps: int) -> list[Assign]:
+        """relax() from the initial states for `steps` asynchronous iterations, unrolled."""
+        relaxation = self.plan.relaxation
+        program = list(relaxation.invariants) + list(relaxation.prologue)
+        for _ in range(steps):
+            for sweep in relaxation.sweeps:
+                program += sweep.body
+                for update in sweep.updates:
+                    program += ([update.velocity] if update.velocity else []) + [Assign(update.symbol, update.value)]
+        return program
+
+    def factors(self) -> int:
+        """The factors of dE/dθ at states computed from scratch (factors())."""
+        factors = self.plan.factors
+        return self.assigns(factors.body) + self.assigns(factors.cotangents) + self.expr(factors.energy)
+
+
+def _targets(assign: Assign) -> tuple:
+    return assign.target if isinstance(assign.target, tuple) else (assign.target,)
 
 
 def step_flops(plan: Plan, steps: int, scheme: str = "centered", free_steps: int | None = None) -> StepFlops:
     """FLOPs per example of an EP step at `steps` iterations per phase, and of a backprop step."""
     count = _Counter(plan)
-    phases = 2 if scheme == "centered" else 1
+    nudged_phases = 2 if scheme == "centered" else 1
     factors = plan.factors
+    feedforward = plan.nudged is not None
+    # the phases whose factors enter the products: a PCN's free state has none (dE/dθ = 0 there)
+    phases = nudged_phases if feedforward else 2
     products = 0
     for product in factors.products:
         per_phase = count.expr(product.node)
         products += per_phase if product.invariant_input else phases * per_phase
-    if plan.nudged is not None:
+    if feedforward:
         nudged = plan.nudged
-        peeled = nudged.peeled[:steps]
-        per_phase = sum(count.sweeps(it.sweeps) for it in peeled)
+        per_phase = sum(count.sweeps(it.sweeps) for it in nudged.peeled[:steps])
         if steps > len(nudged.peeled):
             per_phase += count.assigns(nudged.before_loop) + (steps - len(nudged.peeled)) * count.sweeps(nudged.loop)
         per_phase += count.assigns(nudged.epilogue) + count.assigns(factors.cotangents) + count.expr(factors.energy)
         free = count.assigns(plan.forward.body)
-        backprop = free + count.backward(plan.forward.body)
-        return StepFlops(free, phases * per_phase, products, backprop)
-    # a relaxation model: the free phase relaxes from rest, each nudged phase relaxes again
+        output = plan.model.symbols[plan.model.ir.cost.output]
+        backprop = free + count.backward(plan.forward.body, output)
+        return StepFlops(free, nudged_phases * per_phase, products, backprop)
+    # a relaxation model: the free phase relaxes from rest, each nudged phase relaxes again from
+    # the free state; a one-sided scheme also forms the factors at the free state
     relaxation = plan.relaxation
-    per_iteration = count.sweeps(relaxation.sweeps)
     setup = count.assigns(relaxation.invariants) + count.assigns(relaxation.prologue)
+    per_iteration = count.sweeps(relaxation.sweeps)
     free_steps = plan.model.ir.train.free_steps if free_steps is None else free_steps
     free = setup + free_steps * per_iteration
-    per_phase = (setup + steps * per_iteration + count.assigns(factors.body) + count.assigns(factors.cotangents)
-                 + count.expr(factors.energy))
-    # backprop through the free relaxation: every matrix product of every iteration (counting the
-    # first iteration's products with the initial states, which need no gradient, as if they did:
-    # about 1 % too many for hopfield_tiny)
-    body = relaxation.invariants + relaxation.prologue
-    backward = count.backward(body)
-    for sweep in relaxation.sweeps:
-        backward += free_steps * count.backward(sweep.body + [Assign(u.symbol, u.value) for u in sweep.updates])
-    return StepFlops(free, phases * per_phase, products, free + backward)
+    nudged = nudged_phases * (setup + steps * per_iteration) + 2 * count.factors()
+    output = plan.model.symbols[plan.model.ir.cost.output]
+    return StepFlops(free, nudged, products, free + count.backward(count.relaxation_program(free_steps), output))

@@ -146,12 +146,17 @@ def test_vgg10_trains_through_the_imagenet_layout_loader(tmp_path):
 
 
 def test_bench_reports_side_by_side_ratio():
-    result = run("bench", MODELS / "mlp_digits.pc", "--batch", "8", "--repeats", "1", "--json")
+    result = run("bench", MODELS / "mlp_digits.pc", "--batch", "8", "--rounds", "1", "--warmup", "1", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report["times"]) == {"free_phase", "ep_step", "bp_step"}
-    assert report["ep_over_bp"] > 0
-    assert report["cost_model_ep_over_bp"] == (4 * 4 + 3) / 3   # K = 4 in mlp_digits.pc
+    assert set(report["variants"]) == {"ep", "bp", "ep_reference"}     # no compiling on a CPU by default
+    for entry in report["variants"].values():
+        assert len(entry["times_s"]) == 1 and entry["ms_per_step"] > 0 and entry["tflops"] > 0
+    ratios = report["ratios"]
+    assert ratios["ep_over_bp"] > 0 and ratios["reference_over_ep"] > 0
+    assert ratios["cost_model"] == (4 * 4 + 3) / 3   # K = 4 in mlp_digits.pc
+    assert ratios["flop_ratio"] == report["flops_per_example"]["ep"] / report["flops_per_example"]["bp"]
+    assert report["batch"] == 8 and report["channels_last"] is False   # a dense model
 
 
 def test_keep_checkpoints_prunes_old_epochs_but_keeps_last(tmp_path):

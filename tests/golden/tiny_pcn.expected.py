@@ -31,8 +31,8 @@ def phase_sum(terms):
 
 
 def total(t):
-    """Per-example sum over every element: [B, ...] -> [B]."""
-    return t.flatten(1).sum(1)
+    """Per-example sum over every element: [B, ...] -> [B] (in any memory layout, without a copy)."""
+    return t.sum(tuple(range(1, t.dim())))
 
 
 class Model(torch.nn.Module):
@@ -154,7 +154,7 @@ class Model(torch.nn.Module):
         # the cost's pull on the output, at its current value
         nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
         return {
-            "h1": eps_h1 - ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4)),
+            "h1": eps_h1 - ((torch.where(a_h2 > 0, eps_h2, 0.0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4)),
             "h2": eps_h2 - (eps_o @ self.o_w_h2),
             "o": nudge_o + eps_o,
         }
@@ -179,7 +179,7 @@ class Model(torch.nn.Module):
                 a_o = F.linear(h2, self.o_w_h2, self.o_b)
                 eps_o = o - a_o
                 delta_h2 = eps_o @ self.o_w_h2
-                delta_h1 = ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
+                delta_h1 = ((torch.where(a_h2 > 0, eps_h2, 0.0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
                 # the cost's pull on the output, at its current value
                 nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
                 # mod-PGD projects a_h2 + delta; PGD projects relu(a_h2) + delta
@@ -206,7 +206,7 @@ class Model(torch.nn.Module):
                 eps_h2 = h2 - torch.relu(a_h2)
                 # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
                 a_o = F.linear(h2, self.o_w_h2, self.o_b)
-                delta_h1 = ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
+                delta_h1 = ((torch.where(a_h2 > 0, eps_h2, 0.0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
                 # the cost's pull on the output, at its current value
                 nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
                 # mod-PGD projects a_h1 + delta; PGD projects relu(a_h1) + delta
@@ -244,7 +244,7 @@ class Model(torch.nn.Module):
             eps_h2 = h2 - torch.relu(a_h2)
             # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
             a_o = carry["a_o"] + F.linear(h2 - free["h2"], self.o_w_h2)
-            delta_h1 = ((eps_h2 * (a_h2 > 0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
+            delta_h1 = ((torch.where(a_h2 > 0, eps_h2, 0.0)) @ self.h2_w_h1).unflatten(1, (2, 4, 4))
             # the cost's pull on the output, at its current value
             nudge_o = beta * self.cost_grad(o, label) if beta else torch.zeros_like(o)
             # mod-PGD projects a_h1 + delta; PGD projects relu(a_h1) + delta
@@ -259,9 +259,9 @@ class Model(torch.nn.Module):
         # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias
         eps_o = o - a_o
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
-        g_h1 = F.max_unpool2d(eps_h1 * (a_h1 > 0), idx_h1, 2, 2, output_size=(8, 8))
+        g_h1 = F.max_unpool2d(torch.where(a_h1 > 0, eps_h1, 0.0), idx_h1, 2, 2, output_size=(8, 8))
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
-        g_h2 = eps_h2 * (a_h2 > 0)
+        g_h2 = torch.where(a_h2 > 0, eps_h2, 0.0)
         energy = total(eps_h1 ** 2) / 2.0 + total(eps_h2 ** 2) / 2.0 + total(eps_o ** 2) / 2.0
         factors = {
             "energy": energy,
@@ -288,9 +288,9 @@ class Model(torch.nn.Module):
         a_o = F.linear(h2, self.o_w_h2, self.o_b)
         eps_o = o - a_o
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
-        g_h1 = F.max_unpool2d(eps_h1 * (a_h1 > 0), idx_h1, 2, 2, output_size=(8, 8))
+        g_h1 = F.max_unpool2d(torch.where(a_h1 > 0, eps_h1, 0.0), idx_h1, 2, 2, output_size=(8, 8))
         # tiny_pcn.pc:8  state  h2 : [4] >= 0            ~ relu(dense(flatten(h1), 4) + bias)
-        g_h2 = eps_h2 * (a_h2 > 0)
+        g_h2 = torch.where(a_h2 > 0, eps_h2, 0.0)
         energy = total(eps_h1 ** 2) / 2.0 + total(eps_h2 ** 2) / 2.0 + total(eps_o ** 2) / 2.0
         factors = {
             "energy": energy,
