@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Callable
 
+import torch
+
 # Epochs with fewer batches than this are quick enough that the per-epoch summary suffices.
 PLAIN_LINES_FROM_BATCHES = 100
 PLAIN_LINES_PER_EPOCH = 10
@@ -38,6 +40,7 @@ class EpochProgress:
                       if batches >= PLAIN_LINES_FROM_BATCHES else 0)
         self._bar = None
         self._shown_at = 0.0
+        self._pending: list = []     # losses not yet added to loss_sum (read when shown)
 
     def __enter__(self) -> "EpochProgress":
         if self.live:
@@ -54,12 +57,17 @@ class EpochProgress:
 
     @property
     def mean_loss(self) -> float:
-        """The running mean (reading a device sum: called only to show it)."""
-        return float(self.loss_sum) / self.done if self.done else float("nan")
+        """The running mean (reading the device: called only to show it)."""
+        if not self.done:
+            return float("nan")
+        if self._pending:
+            self.loss_sum += float(torch.stack([torch.as_tensor(v) for v in self._pending]).sum())
+            self._pending.clear()
+        return self.loss_sum / self.done
 
     def update(self, loss) -> None:
         self.done += 1
-        self.loss_sum = self.loss_sum + (loss.detach() if hasattr(loss, "detach") else loss)
+        self._pending.append(loss.detach() if hasattr(loss, "detach") else loss)
         if self._bar is not None:
             now = time.perf_counter()
             if now - self._shown_at >= REFRESH_SECONDS or self.done == self.batches:

@@ -188,8 +188,9 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
                  data: "DataSplits", epoch: int, last_epoch: int, log, live: bool | None) -> dict:
     """One pass over the training data; `update` is the optimiser's step (compiled or not)."""
     batches = math.ceil(len(data.train) / config.batch)
-    # sums kept on the device: the step's health flag is the one value read per batch
-    loss_sum = correct = None
+    # the batches' losses and hits stay on the device, summed at the end of the epoch: the
+    # step's health flag is the one value read per batch
+    losses, hits = [], []
     seen, lr_used = 0, schedule.current
     started = time.perf_counter()
     with EpochProgress(epoch, last_epoch, batches, log, live) as progress:
@@ -203,13 +204,14 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             lr_used = schedule.current
             update()
             schedule.step()
-            batch_loss = result.loss * label.shape[0]
-            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
-            correct = result.correct if correct is None else correct + result.correct
+            losses.append(result.loss)
+            hits.append(result.correct)
             seen += label.shape[0]
             progress.update(result.loss)
     train_seconds = time.perf_counter() - started
-    return {"train_loss": float(loss_sum) / seen, "train_acc": int(correct) / seen, "lr": lr_used,
+    sizes = torch.tensor([config.batch] * (len(losses) - 1) + [seen - config.batch * (len(losses) - 1)])
+    loss_sum = float((torch.stack(losses).cpu() * sizes).sum())
+    return {"train_loss": loss_sum / seen, "train_acc": int(torch.stack(hits).sum()) / seen, "lr": lr_used,
             "train_seconds": train_seconds, "train_examples_per_s": seen / train_seconds}
 
 
