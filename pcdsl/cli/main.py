@@ -127,10 +127,13 @@ def _write_output(path: Path, text: str) -> None:
               help="torch.compile the whole training step (default: on a GPU only).")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC layout for convolutions (default: when the model has any).")
+@click.option("--lean-memory", is_flag=True,
+              help="EP: form each nudged phase's parameter products when it ends (about 23%% less "
+                   "activation memory on VGG10; docs/benchmarks.md).")
 @_set_option
 @reports_errors
 def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, compile_step, channels_last,
-          set_items):
+          lean_memory, set_items):
     """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp)."""
     from ..data import load_data_for
     from ..pipeline import compile_file
@@ -151,7 +154,7 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
                         f"`{compiled.ir.cost.output}` has {num_classes}")
     run_training(compiled.source, compiled.text, Path(compiled.file).name, config, data, out,
                  resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True),
-                 compile=compile_step, channels_last=channels_last)
+                 compile=compile_step, channels_last=channels_last, lean_memory=lean_memory)
 
 
 def _default_run_dir(name: str, resume: bool) -> Path:
@@ -273,11 +276,15 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
 @click.option("--threads", type=int, help="torch.set_num_threads (CPU).")
 @click.option("--reference/--no-reference", default=True, show_default=True,
               help="Also time the straightforward eager EP step (autograd on the energy).")
+@click.option("--lean-memory", is_flag=True, help="EP: each nudged phase's products formed when it ends.")
+@click.option("--memory-budget", type=float, metavar="GB",
+              help="Also find the largest batch whose step fits this many GB (10^9 bytes), EP and BP, "
+                   "from a fake-tensor trace (no computation; 2.5%% kept in reserve, at most 2 GB).")
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
 @_set_option
 @reports_errors
 def bench(model_file, batch, steps, dtype, device, compile_step, channels_last, rounds, warmup, threads,
-          reference, as_json, set_items):
+          reference, lean_memory, memory_budget, as_json, set_items):
     """Time pcdsl's EP step, the straightforward eager EP step and the backprop step of one
     network, interleaved round by round; report ms/step, images/s, TFLOP/s from the compiler's
     FLOP count, EP/BP against that count's ratio, and compiled/reference."""
@@ -303,7 +310,8 @@ def bench(model_file, batch, steps, dtype, device, compile_step, channels_last, 
     torch.manual_seed(0)
     model = load_model_class(compiled.source)().to(device=target, dtype=torch.float64 if dtype == "float64" else torch.float32)
     model.reset_parameters(torch.Generator().manual_seed(0))
-    options = default_options(model, target, compile=compile_step, channels_last=channels_last)
+    options = default_options(model, target, compile=compile_step, channels_last=channels_last,
+                              lean_memory=lean_memory)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
     batch = batch or config.batch
@@ -321,11 +329,26 @@ def bench(model_file, batch, steps, dtype, device, compile_step, channels_last, 
                     "dtype": dtype, "device": benchmarks.device_name(target), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "compile": options.compile,
                     "cuda_graphs": options.compile and options.cuda_graphs, "channels_last": options.channels_last,
-                    "rounds": rounds, "warmup": warmup})
+                    "lean_memory": options.lean_memory, "rounds": rounds, "warmup": warmup})
+    if memory_budget is not None:
+        summary["largest_batch"] = _largest_batches(compiled, config, memory_budget * 1e9)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(_bench_text(summary))
+
+
+def _largest_batches(compiled, config, budget: float) -> dict:
+    from ..runtime.loading import load_model_class
+    from ..runtime.memory import largest_batch
+    model_class = load_model_class(compiled.source)
+    fits = {"ep": largest_batch(model_class, config.model_copy(update={"algorithm": "ep"}), budget),
+            "ep_lean_memory": largest_batch(model_class, config.model_copy(update={"algorithm": "ep"}), budget,
+                                            lean_memory=True),
+            "bp": largest_batch(model_class, config.model_copy(update={"algorithm": "bp"}), budget)}
+    return {"budget_bytes": budget, **{name: {"batch": fit.largest_batch, "per_example_bytes": fit.per_example_bytes,
+                                               "fixed_bytes": fit.fixed_bytes, "traced_peak_bytes": fit.traced_peak_bytes}
+                                        for name, fit in fits.items()}}
 
 
 def _bench_text(summary: dict) -> str:
@@ -350,6 +373,11 @@ def _bench_text(summary: dict) -> str:
         lines.append(f"  eager reference EP / pcdsl EP: {ratios['reference_over_ep']:.2f}")
     if "eager_over_compiled_ep" in ratios:
         lines.append(f"  eager / compiled: EP {ratios['eager_over_compiled_ep']:.2f}, BP {ratios['eager_over_compiled_bp']:.2f}")
+    if "largest_batch" in summary:
+        fits = summary["largest_batch"]
+        lines.append(f"  largest batch in {fits['budget_bytes'] / 1e9:g} GB (traced): " + ", ".join(
+            f"{name} {fit['batch']} ({fit['per_example_bytes'] / 1e6:.3g} MB per example)"
+            for name, fit in fits.items() if name != "budget_bytes"))
     if "imagenet_50_epochs_days" in summary:
         days = summary["imagenet_50_epochs_days"]
         lines.append(f"  50 ImageNet epochs at this speed: EP {days['ep']:.1f} days, BP {days['bp']:.1f} days")

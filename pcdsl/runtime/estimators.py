@@ -136,13 +136,15 @@ def _has_fast_path(model) -> bool:
 def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int, *,
                  scheme: str = "centered", mod: bool = True, synchronous: bool = False,
                  free_steps: int | None = None, generator: torch.Generator | None = None,
-                 check: bool = True, precision: str = "float32") -> dict:
+                 check: bool = True, precision: str = "float32", early_products: bool = False) -> dict:
     """Equilibrium propagation's estimate of d mean(C) / d theta at the free equilibrium.
 
     Returns {"grads": list (parameters() order), "loss": mean cost at the free state (0-dim),
     "free": the free states, "health": Health}. With `check` (the default) a relaxation that
     ran away raises Diverged here; otherwise the caller reads result["health"] when it likes
-    (one host synchronisation)."""
+    (one host synchronisation). `early_products`: form each phase's parameter products as soon
+    as the phase ends, so that its factors are freed before the next phase runs (less memory;
+    the products of weights that read only the input are then formed once per phase)."""
     upper, lower = _phase_signs(scheme, beta, generator)
     fast = _has_fast_path(model)
     with torch.no_grad(), precision_context(x, precision):
@@ -168,12 +170,17 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
                 factors = model.factors(x, states) if fast else None
             if fast:
                 energy = factors["energy"]
-                phases.append((sign * scale, factors))
+                if early_products:      # this phase's products now, its factors freed
+                    phases.append((1.0, model.param_grads_from(x, [(sign * scale, factors)])))
+                else:
+                    phases.append((sign * scale, factors))
             else:
                 energy, grads = model.param_grads(x, states)
                 phases.append((sign * scale * x.shape[0], grads))
-            records.append(_record(model, signed_beta, steps, states, energy, loss))
-        if fast:
+            # the states are kept for the health message only when it is read here
+            records.append(_record(model, signed_beta, steps, states if check else {}, energy, loss))
+            del states, factors, energy
+        if fast and not early_products:
             grads = model.param_grads_from(x, phases)
         else:
             coefficients = [c for c, _ in phases]

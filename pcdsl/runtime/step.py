@@ -41,6 +41,7 @@ class StepOptions:
     compile: bool = False
     cuda_graphs: bool = False
     channels_last: bool = False
+    lean_memory: bool = False      # EP: each nudged phase's products formed when it ends (its factors freed)
 
 
 def has_convolutions(model) -> bool:
@@ -48,14 +49,16 @@ def has_convolutions(model) -> bool:
 
 
 def default_options(model, device: torch.device, compile: bool | None = None,
-                    channels_last: bool | None = None, cuda_graphs: bool | None = None) -> StepOptions:
+                    channels_last: bool | None = None, cuda_graphs: bool | None = None,
+                    lean_memory: bool = False) -> StepOptions:
     """Unset options by device and model: compile and CUDA graphs on a GPU (on a CPU
     torch.compile takes 20 s to minutes per model and gains little where convolutions
     dominate), channels_last where the model has convolutions."""
     on_gpu = device.type == "cuda"
     return StepOptions(compile=on_gpu if compile is None else compile,
                        cuda_graphs=on_gpu if cuda_graphs is None else cuda_graphs,
-                       channels_last=has_convolutions(model) if channels_last is None else channels_last)
+                       channels_last=has_convolutions(model) if channels_last is None else channels_last,
+                       lean_memory=lean_memory)
 
 
 def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -64,12 +67,13 @@ def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def ep_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, scheme: str | None = None,
-            check: bool = True) -> tuple[list[torch.Tensor], StepResult]:
+            check: bool = True, lean_memory: bool = False) -> tuple[list[torch.Tensor], StepResult]:
     """EP's gradient estimate and the step's result (p.grad untouched). `scheme` replaces the
     config's (a random scheme's draw, made by the caller)."""
     estimate = ep_gradients(model, x, label, config.beta, config.steps, scheme=scheme or config.scheme,
                             mod=config.update == "modpgd", synchronous=config.traversal == "sync",
-                            free_steps=config.free_steps, check=check, precision=config.precision)
+                            free_steps=config.free_steps, check=check, precision=config.precision,
+                            early_products=lean_memory)
     grads, loss = estimate["grads"], estimate["loss"]
     ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
     return grads, _result(model, estimate, label, ok)
@@ -113,7 +117,8 @@ class TrainStep:
         mode = "reduce-overhead" if options.cuda_graphs else None
         if config.algorithm == "ep":
             # EP has no autograd anywhere: the whole estimate is one graph
-            self._eager = lambda x, label, scheme: ep_step(model, x, label, config, scheme, check=False)
+            self._eager = lambda x, label, scheme: ep_step(model, x, label, config, scheme, check=False,
+                                                           lean_memory=options.lean_memory)
             self._compiled = torch.compile(self._eager, mode=mode) if options.compile else None
         else:
             # backprop: the forward pass and the cost compiled, autograd runs their compiled backward
@@ -149,7 +154,8 @@ class TrainStep:
         the same weights), or the loss or gradient that is not finite."""
         if self.config.algorithm == "ep":
             try:
-                ep_step(self.model, x, label, self.config, self.last_scheme, check=True)
+                ep_step(self.model, x, label, self.config, self.last_scheme, check=True,
+                        lean_memory=self.options.lean_memory)
             except Diverged as error:
                 return str(error)
         loss = float(result.loss)

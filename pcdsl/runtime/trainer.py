@@ -250,15 +250,16 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
           data: "DataSplits", out_dir: Path, *, resume: bool = False, epochs: int | None = None,
           log: Callable[[str], None] = print, data_spec: str | None = None,
           device: str | torch.device | None = None, progress: bool | None = None,
-          compile: bool | None = None, channels_last: bool | None = None) -> list[dict]:
+          compile: bool | None = None, channels_last: bool | None = None,
+          lean_memory: bool = False) -> list[dict]:
     """Train the generated model; return the metrics of every completed epoch of the run.
 
     epochs: stop once this many epochs of the run are complete (default config.epochs); the
         learning-rate schedule always spans config.epochs as recorded when the run started.
     data_spec: the `--data` string, recorded so that evaluate_run can reload the data.
     device: default cuda when available. progress: live bar (default: when stderr is a TTY).
-    compile, channels_last: the step's options (None: by device and model, see
-        pcdsl.runtime.step.default_options); neither changes what is computed."""
+    compile, channels_last, lean_memory: the step's options (None: by device and model, see
+        pcdsl.runtime.step.default_options); none changes what is computed."""
     run = RunDir(out_dir)
     pc_file = _pc_file_name(pc_name)
     if not resume and run.existing_run_files():
@@ -272,7 +273,8 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     initial_weights = weights_sha256(model)
     target = _pick_device(device)
     model.to(target)
-    options = default_options(model, target, compile=compile, channels_last=channels_last)
+    options = default_options(model, target, compile=compile, channels_last=channels_last,
+                              lean_memory=lean_memory)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model.parameters(), config, tensor_lr=options.compile)

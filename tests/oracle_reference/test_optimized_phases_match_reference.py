@@ -50,3 +50,18 @@ def test_the_wavefront_is_peeled_where_the_error_has_not_arrived():
     assert ALL[3].id == "vgg5_cifar10"
     peeled = compiled.plan.nudged.peeled
     assert [[sweep.states for sweep in it.sweeps] for it in peeled] == [[["o"]], [["h4"], ["h3", "o"]]]
+
+
+@pytest.mark.parametrize("name", ["mlp_mnist", "vgg5_cifar10", "hopfield_tiny"])
+def test_early_products_give_the_same_gradient(name):
+    """--lean-memory forms each nudged phase's products when the phase ends instead of combining
+    the phases' cotangents first: the same estimate, to rounding."""
+    from helpers import MODELS
+    from pcdsl.runtime.estimators import ep_gradients
+    compiled, model = build(MODELS / f"{name}.pc")
+    x, label = random_batch(model, batch=3)
+    config = compiled.ir.train
+    combined = ep_gradients(model, x, label, config.beta, config.steps)["grads"]
+    early = ep_gradients(model, x, label, config.beta, config.steps, early_products=True)["grads"]
+    for a, b in zip(early, combined):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
