@@ -24,7 +24,10 @@ class Cost:
 
 
 def _one_hot(out: str, classes: int) -> str:
-    return f"F.one_hot(label, {classes}).to({out}.dtype)"
+    # a scatter, not F.one_hot: that checks the labels' range with two reductions read back to
+    # the host on every call (the relaxation calls the cost's gradient every iteration); the
+    # runtime checks the labels once, when the data is loaded
+    return f"torch.zeros_like({out}).scatter_(1, label[:, None], 1.0)"
 
 
 COSTS: dict[str, Cost] = {cost.name: cost for cost in (

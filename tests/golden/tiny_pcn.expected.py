@@ -113,7 +113,7 @@ class Model(torch.nn.Module):
 
     def cost_grad(self, output, label):
         """dC/do at the current output state: softmax(o) - onehot(y)."""
-        return torch.softmax(output, dim=1) - F.one_hot(label, 3).to(output.dtype)
+        return torch.softmax(output, dim=1) - torch.zeros_like(output).scatter_(1, label[:, None], 1.0)
 
     def energies(self, x, states):
         """Per-term energy, each of shape [B]."""
