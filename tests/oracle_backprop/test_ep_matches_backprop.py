@@ -117,12 +117,13 @@ def test_mixed_precision_keeps_the_gradient(name):
         assert row["cosine"] >= row["bp_same_precision_cosine"] - 0.005, row["name"]
 
 
-@pytest.mark.parametrize("name", ["mlp_digits", "vgg5_cifar10"])
-def test_the_benchmarks_eager_reference_is_centered_ep(name):
+@pytest.mark.parametrize("path", [MODELS / "mlp_digits.pc", MODELS.parent / "tests" / "golden" / "tiny_pcn.pc"],
+                         ids=["mlp_digits", "tiny_pcn"])
+def test_the_benchmarks_eager_reference_is_centered_ep(path):
     """pcdsl bench's straightforward reference (autograd on the energy, PGD steps) estimates the
     same gradient: it approaches backprop as beta -> 0 (and equals the compiled PGD estimate)."""
     from pcdsl.runtime.reference import reference_ep_gradients, state_steps
-    compiled, model = build(MODELS / f"{name}.pc")
+    compiled, model = build(path)
     x, label = random_batch(model, batch=3)
     reference = reference_ep_gradients(model, x, label, 1e-4, 30, state_steps(compiled.checked))
     ours = ep_grads(model, x, label, 1e-4, 30, mod=False)
