@@ -18,9 +18,11 @@ from ..diagnostics import PcdslError
 from ..files import atomic_write
 
 
-# gradcheck --dtype bf16: bfloat16 products cost backprop on VGG5 and VGG10 cosines down to
-# 0.95-0.99 against float64 (docs/architecture.md, "Mixed precision"); EP's must stay as close
+# gradcheck --dtype bf16 (docs/architecture.md, "Mixed precision"): every tensor's cosine against
+# float64 backprop must reach BF16_MIN_COSINE, or come within BF16_SLACK of what bf16 *backprop*
+# reaches on it: bfloat16 costs backprop itself cosines down to 0.94 on VGG10 (S=64)
 BF16_MIN_COSINE = 0.98
+BF16_SLACK = 0.005
 
 
 class UserError(Exception):
@@ -127,13 +129,15 @@ def _write_output(path: Path, text: str) -> None:
               help="torch.compile the whole training step (default: on a GPU only).")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC layout for convolutions (default: when the model has any).")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=None,
+              help="With --compile on a GPU: replay the step as CUDA graphs (default: on).")
 @click.option("--lean-memory", is_flag=True,
               help="EP: form each nudged phase's parameter products when it ends (about 23%% less "
                    "activation memory on VGG10; docs/benchmarks.md).")
 @_set_option
 @reports_errors
 def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, compile_step, channels_last,
-          lean_memory, set_items):
+          cuda_graphs, lean_memory, set_items):
     """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp)."""
     from ..data import load_data_for
     from ..pipeline import compile_file
@@ -154,7 +158,8 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
                         f"`{compiled.ir.cost.output}` has {num_classes}")
     run_training(compiled.source, compiled.text, Path(compiled.file).name, config, data, out,
                  resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True),
-                 compile=compile_step, channels_last=channels_last, lean_memory=lean_memory)
+                 compile=compile_step, channels_last=channels_last, cuda_graphs=cuda_graphs,
+                 lean_memory=lean_memory)
 
 
 def _default_run_dir(name: str, resume: bool) -> Path:
@@ -216,7 +221,8 @@ def eval_command(path, data_spec, limit, as_json):
 @click.option("--data", "data_spec", help="Take the batch from this data set (default: random inputs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--min-cosine", type=float, default=None,
-              help="Exit 1 below this (default 0.999; 0.98 with --dtype bf16, docs/architecture.md).")
+              help="Exit 1 below this (default 0.999; with --dtype bf16 0.98, or within 0.005 of bf16 "
+                   "backprop's cosine, docs/architecture.md).")
 @click.option("--json", "as_json", is_flag=True)
 @_set_option
 @reports_errors
@@ -244,7 +250,9 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
                            mod=cfg.update == "modpgd", synchronous=cfg.traversal == "sync", free_steps=free_steps,
                            precision=precision)
     result.update({"model": compiled.ir.name, "beta": beta, "steps": steps, "scheme": scheme, "dtype": dtype,
-                   "batch": batch, "threshold": min_cosine, "passed": result["min_cosine"] >= min_cosine})
+                   "batch": batch, "threshold": min_cosine,
+                   "passed": all(p["cosine"] >= min_cosine or p["cosine"] >= p.get("bp_same_precision_cosine", 2) - BF16_SLACK
+                                 for p in result["params"])})
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -255,7 +263,9 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
             same = (f"  (bf16 backprop: cosine {p['bp_same_precision_cosine']:.6f})"
                     if "bp_same_precision_cosine" in p else "")
             click.echo(f"  {p['name'].ljust(width)}  cosine {p['cosine']:.6f}  rel.error {p['rel_error']:.2e}{same}")
-        click.echo(f"min cosine {result['min_cosine']:.6f} ({'ok' if result['passed'] else 'BELOW'} threshold {min_cosine})")
+        slack = f", or within {BF16_SLACK} of bf16 backprop's" if dtype == "bf16" else ""
+        click.echo(f"min cosine {result['min_cosine']:.6f} ({'ok' if result['passed'] else 'BELOW'} threshold "
+                   f"{min_cosine}{slack})")
     if not result["passed"]:
         sys.exit(1)
 
@@ -276,6 +286,8 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
 @click.option("--threads", type=int, help="torch.set_num_threads (CPU).")
 @click.option("--reference/--no-reference", default=True, show_default=True,
               help="Also time the straightforward eager EP step (autograd on the energy).")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=None,
+              help="With --compile on a GPU: replay the steps as CUDA graphs (default: on).")
 @click.option("--lean-memory", is_flag=True, help="EP: each nudged phase's products formed when it ends.")
 @click.option("--memory-budget", type=float, metavar="GB",
               help="Also find the largest batch whose step fits this many GB (10^9 bytes), EP and BP, "
@@ -284,7 +296,7 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
 @_set_option
 @reports_errors
 def bench(model_file, batch, steps, dtype, device, compile_step, channels_last, rounds, warmup, threads,
-          reference, lean_memory, memory_budget, as_json, set_items):
+          reference, cuda_graphs, lean_memory, memory_budget, as_json, set_items):
     """Time pcdsl's EP step, the straightforward eager EP step and the backprop step of one
     network, interleaved round by round; report ms/step, images/s, TFLOP/s from the compiler's
     FLOP count, EP/BP against that count's ratio, and compiled/reference."""
@@ -311,7 +323,7 @@ def bench(model_file, batch, steps, dtype, device, compile_step, channels_last, 
     model = load_model_class(compiled.source)().to(device=target, dtype=torch.float64 if dtype == "float64" else torch.float32)
     model.reset_parameters(torch.Generator().manual_seed(0))
     options = default_options(model, target, compile=compile_step, channels_last=channels_last,
-                              lean_memory=lean_memory)
+                              cuda_graphs=cuda_graphs, lean_memory=lean_memory)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
     batch = batch or config.batch
@@ -367,7 +379,8 @@ def _bench_text(summary: dict) -> str:
     lines.append(f"  FLOPs per example: EP {flops['ep'] / 1e9:.4g} G, BP {flops['bp'] / 1e9:.4g} G "
                  f"(compiler's count: matrix products only)")
     cost_model = f"; METHOD.md's (4K+3)/3 = {ratios['cost_model']:.2f}" if ratios["cost_model"] else ""
-    lines.append(f"  EP / BP time {ratios['ep_over_bp']:.2f}, FLOP ratio {ratios['flop_ratio']:.2f} "
+    lines.append(f"  EP / BP time {ratios['ep_over_bp']:.2f} ({ratios['best']['ep']} / {ratios['best']['bp']}, "
+                 f"each at its best), FLOP ratio {ratios['flop_ratio']:.2f} "
                  f"(time/FLOP ratio {ratios['ep_over_bp_vs_flops']:.2f}{cost_model})")
     if "reference_over_ep" in ratios:
         lines.append(f"  eager reference EP / pcdsl EP: {ratios['reference_over_ep']:.2f}")

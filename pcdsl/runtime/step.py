@@ -144,9 +144,16 @@ class TrainStep:
         self.last_scheme = self._scheme()
         if self._batch is None:
             self._batch = x.shape[0]
-        function = self._compiled if self._compiled is not None and x.shape[0] == self._batch else self._eager
-        grads, result = function(x, label, self.last_scheme)
+        compiled = self._compiled is not None and x.shape[0] == self._batch
+        graphs = compiled and self.options.cuda_graphs and x.device.type == "cuda"
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        grads, result = (self._compiled if compiled else self._eager)(x, label, self.last_scheme)
         _fill(self.model, grads)
+        if graphs:
+            # a CUDA graph's outputs live in its memory pool until the next replay overwrites
+            # them: what the caller keeps past this step (the loss, the hits) is copied out
+            result = StepResult(result.loss.clone(), result.logits.clone(), result.ok.clone(), result.correct.clone())
         return result
 
     def diagnose(self, x: torch.Tensor, label: torch.Tensor, result: StepResult) -> str:

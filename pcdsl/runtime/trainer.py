@@ -251,14 +251,14 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
           log: Callable[[str], None] = print, data_spec: str | None = None,
           device: str | torch.device | None = None, progress: bool | None = None,
           compile: bool | None = None, channels_last: bool | None = None,
-          lean_memory: bool = False) -> list[dict]:
+          cuda_graphs: bool | None = None, lean_memory: bool = False) -> list[dict]:
     """Train the generated model; return the metrics of every completed epoch of the run.
 
     epochs: stop once this many epochs of the run are complete (default config.epochs); the
         learning-rate schedule always spans config.epochs as recorded when the run started.
     data_spec: the `--data` string, recorded so that evaluate_run can reload the data.
     device: default cuda when available. progress: live bar (default: when stderr is a TTY).
-    compile, channels_last, lean_memory: the step's options (None: by device and model, see
+    compile, channels_last, cuda_graphs, lean_memory: the step's options (None: by device and model, see
         pcdsl.runtime.step.default_options); none changes what is computed."""
     run = RunDir(out_dir)
     pc_file = _pc_file_name(pc_name)
@@ -274,7 +274,7 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     target = _pick_device(device)
     model.to(target)
     options = default_options(model, target, compile=compile, channels_last=channels_last,
-                              lean_memory=lean_memory)
+                              cuda_graphs=cuda_graphs, lean_memory=lean_memory)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model.parameters(), config, tensor_lr=options.compile)
