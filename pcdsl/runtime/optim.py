@@ -1,7 +1,10 @@
 # ---------------------------------------------------------------------------------------------
 # Optimiser and learning-rate schedule.
 #
-# SGD is torch's own. The schedule is a small explicit class rather than a torch LRScheduler: its
+# SGD is torch's own. A compiled EP step may also apply it inside its own program (`sgd_step_`:
+# torch's SGD written out, on the optimiser's own state, so checkpoints do not change), where the
+# update fuses with the parameter products that made the gradient and is skipped, on the device,
+# when the step's health flag is false. The schedule is a small explicit class rather than a torch LRScheduler: its
 # whole state is one integer (optimiser steps taken), so a resumed run lands on exactly the
 # learning rate it would have had, and the closed form is testable on its own.
 #
@@ -29,6 +32,45 @@ def make_optimizer(parameters: Iterable[torch.nn.Parameter], config: TrainConfig
     lr = torch.tensor(config.lr) if tensor_lr else config.lr
     return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum,
                            nesterov=config.nesterov, weight_decay=config.weight_decay)
+
+
+def fusable(optimizer) -> bool:
+    """Whether sgd_step_ can take `optimizer`'s step: torch's SGD, one group, no dampening."""
+    return (type(optimizer) is torch.optim.SGD and len(optimizer.param_groups) == 1
+            and not optimizer.param_groups[0]["dampening"] and not optimizer.param_groups[0]["maximize"])
+
+
+def momentum_buffers(optimizer: torch.optim.SGD) -> list[torch.Tensor] | None:
+    """The momentum buffers of `optimizer`'s parameters, created (zero) where torch's SGD has
+    none yet: its first step, buf = grad, is then momentum * 0 + grad, the same value."""
+    group = optimizer.param_groups[0]
+    if not group["momentum"]:
+        return None
+    buffers = []
+    for parameter in group["params"]:
+        state = optimizer.state[parameter]
+        if state.get("momentum_buffer") is None:
+            state["momentum_buffer"] = torch.zeros_like(parameter)
+        buffers.append(state["momentum_buffer"])
+    return buffers
+
+
+@torch.no_grad()
+def sgd_step_(optimizer: torch.optim.SGD, grads: list[torch.Tensor], buffers: list[torch.Tensor] | None,
+              apply: torch.Tensor) -> None:
+    """torch.optim.SGD's step (dampening 0) for the gradients `grads`, in place on the
+    parameters and `buffers` (momentum_buffers(optimizer)), taken only where the 0-dim bool
+    `apply` is true: a step whose gradient is not finite leaves everything as it was."""
+    group = optimizer.param_groups[0]
+    lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+    for index, (parameter, grad) in enumerate(zip(group["params"], grads, strict=True)):
+        d = grad + decay * parameter if decay else grad
+        if momentum:
+            buffer = buffers[index]
+            moved = momentum * buffer + d
+            d = d + momentum * moved if group["nesterov"] else moved
+            buffer.copy_(torch.where(apply, moved, buffer))
+        parameter.copy_(torch.where(apply, parameter - lr * d, parameter))
 
 
 def cosine_lr(step: int, total_steps: int, lr: float, min_lr: float) -> float:

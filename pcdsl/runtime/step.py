@@ -11,7 +11,9 @@
 #                  inside); for BP the forward pass and the cost (AOTAutograd compiles the
 #                  backward). `cuda_graphs` adds CUDA graphs on a GPU (mode "reduce-overhead").
 #                  Batches of another size than the first (an epoch's last) run eagerly rather
-#                  than compiling a second program.
+#                  than compiling a second program. Given the run's optimiser, the compiled EP
+#                  step also takes the optimiser's step inside the same program (optim.sgd_step_,
+#                  skipped on the device when the health flag is false): one program per step.
 #   channels_last  the model's convolution weights and every input batch in NHWC, the layout
 #                  in which CPU and GPU convolution and pooling kernels are fastest.
 # Its health check (a finite loss and gradient, relaxations that did not run away) is a device
@@ -26,6 +28,7 @@ import torch
 
 from pcdsl.ir.config import TrainConfig
 from pcdsl.runtime.estimators import Diverged, bp_gradients, ep_gradients, free_loss
+from pcdsl.runtime.optim import fusable, momentum_buffers, sgd_step_
 
 
 @dataclass
@@ -34,6 +37,7 @@ class StepResult:
     logits: torch.Tensor    # [B, classes]: the free output state, detached
     ok: torch.Tensor        # 0-dim bool: the loss and gradient are finite, no relaxation ran away
     correct: torch.Tensor   # 0-dim: examples whose largest output is the label
+    updated: bool = False   # the optimiser's step was taken too (only when `ok`: skipped otherwise)
 
 
 @dataclass(frozen=True)
@@ -109,17 +113,31 @@ def _fill(model, grads: list[torch.Tensor]) -> None:
 
 class TrainStep:
     """The training step of one run, with its options; `step(x, label)` fills p.grad and returns
-    a StepResult whose `ok` the caller reads (then `diagnose` says what went wrong)."""
+    a StepResult whose `ok` the caller reads (then `diagnose` says what went wrong). With the
+    run's `optimizer`, a compiled EP step also takes the optimiser's step (result.updated); the
+    caller takes it otherwise."""
 
-    def __init__(self, model, config: TrainConfig, options: StepOptions = StepOptions()):
+    def __init__(self, model, config: TrainConfig, options: StepOptions = StepOptions(), optimizer=None):
         self.model, self.config, self.options = model, config, options
         self._batch = None
         mode = "reduce-overhead" if options.cuda_graphs else None
+        self._fused_update = False
         if config.algorithm == "ep":
             # EP has no autograd anywhere: the whole estimate is one graph
             self._eager = lambda x, label, scheme: ep_step(model, x, label, config, scheme, check=False,
                                                            lean_memory=options.lean_memory)
-            self._compiled = torch.compile(self._eager, mode=mode) if options.compile else None
+            self._compiled = None
+            if options.compile and optimizer is not None and fusable(optimizer):
+                self._fused_update = True
+                buffers = momentum_buffers(optimizer)
+
+                def step_and_update(x, label, scheme):
+                    grads, result = self._eager(x, label, scheme)
+                    sgd_step_(optimizer, grads, buffers, apply=result.ok)
+                    return grads, result
+                self._compiled = torch.compile(step_and_update, mode=mode)
+            elif options.compile:
+                self._compiled = torch.compile(self._eager, mode=mode)
         else:
             # backprop: the forward pass and the cost compiled, autograd runs their compiled backward
             self._eager = lambda x, label, scheme: bp_step(model, x, label, config)
@@ -154,6 +172,8 @@ class TrainStep:
             # a CUDA graph's outputs live in its memory pool until the next replay overwrites
             # them: what the caller keeps past this step (the loss, the hits) is copied out
             result = StepResult(result.loss.clone(), result.logits.clone(), result.ok.clone(), result.correct.clone())
+        if compiled and self._fused_update:
+            result.updated = True
         return result
 
     def diagnose(self, x: torch.Tensor, label: torch.Tensor, result: StepResult) -> str:

@@ -202,7 +202,8 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             if not bool(result.ok):
                 raise _Diverged(epoch, f"batch {number} of {batches}", step.diagnose(x, label, result))
             lr_used = schedule.current
-            update()
+            if not result.updated:       # a compiled EP step takes the optimiser's step itself
+                update()
             schedule.step()
             losses.append(result.loss)
             hits.append(result.correct)
@@ -324,7 +325,7 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
                                                ("channels_last", options.channels_last)) if on)
     log(f"training {model.NAME} ({n_params:,} parameters) with {what} on {target.type}"
         f"{f' ({switches})' if switches else ''}; data: {data.description}; run: {run.root}")
-    step = TrainStep(model, config, options)
+    step = TrainStep(model, config, options, optimizer)
     update = torch.compile(optimizer.step) if options.compile else optimizer.step
 
     try:
