@@ -29,9 +29,20 @@ def make_optimizer(parameters: Iterable[torch.nn.Parameter], config: TrainConfig
     a compiled optimizer step (torch.compile(optimizer.step)) is not recompiled when it changes."""
     if config.optimizer != "sgd":
         raise ValueError(f"unsupported optimizer {config.optimizer!r}")
-    lr = torch.tensor(config.lr) if tensor_lr else config.lr
-    return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum,
-                           nesterov=config.nesterov, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
+                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+    hold_learning_rate(optimizer, as_tensor=tensor_lr)
+    return optimizer
+
+
+def hold_learning_rate(optimizer: torch.optim.Optimizer, as_tensor: bool) -> None:
+    """Keep each group's rate as a Python float, or as a 0-dim tensor on the parameters' device
+    (a compiled step reads it without recompiling when the schedule changes it, and a CUDA graph
+    without a host input). Called again after load_state_dict, which brings back the rate as it
+    was saved: a run started eagerly may resume compiled, and the other way round."""
+    for group in optimizer.param_groups:
+        value = float(group["lr"])
+        group["lr"] = torch.tensor(value, device=group["params"][0].device) if as_tensor else value
 
 
 def fusable(optimizer) -> bool:

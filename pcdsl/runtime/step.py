@@ -130,6 +130,13 @@ class TrainStep:
             if options.compile and optimizer is not None and fusable(optimizer):
                 self._fused_update = True
                 buffers = momentum_buffers(optimizer)
+                if options.cuda_graphs:
+                    # state the graph updates in place (or reads, filled by the schedule): at
+                    # fixed addresses a CUDA graph uses it where it is, neither copying it into
+                    # its own inputs nor refusing a mutated input
+                    rate = optimizer.param_groups[0]["lr"]
+                    for tensor in (buffers or []) + ([rate] if isinstance(rate, torch.Tensor) else []):
+                        torch._dynamo.mark_static_address(tensor)
 
                 def step_and_update(x, label, scheme):
                     grads, result = self._eager(x, label, scheme)

@@ -38,7 +38,7 @@ from pcdsl.runtime.step import TrainStep, default_options
 from pcdsl.runtime.evaluate import evaluate
 from pcdsl.runtime.loading import load_model_class, source_sha256
 from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, write_metrics
-from pcdsl.runtime.optim import make_optimizer, make_schedule
+from pcdsl.runtime.optim import hold_learning_rate, make_optimizer, make_schedule
 from pcdsl.runtime.progress import EpochProgress
 
 if TYPE_CHECKING:
@@ -288,6 +288,7 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     if checkpoint is not None:
         load_weights(model, checkpoint, run.last)
         optimizer.load_state_dict(checkpoint["optimizer"])
+        hold_learning_rate(optimizer, as_tensor=options.compile)
         schedule.load_state_dict(checkpoint["schedule"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if torch.cuda.is_available() and checkpoint["rng"]["cuda"]:

@@ -58,15 +58,17 @@ def test_sgd_step_skipped_when_not_applied():
         assert torch.equal(p, b) and not buffer.any()
 
 
-def test_compiled_ep_step_takes_torch_sgd_step():
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_compiled_ep_step_takes_torch_sgd_step(cuda_graphs):
     """Three steps of the compiled EP step with the update inside it, against the eager step
-    followed by torch's SGD, from the same weights; then a NaN batch changes nothing."""
+    followed by torch's SGD, from the same weights; then a NaN batch changes nothing. (With
+    cuda_graphs on a CPU: the same program, the optimiser's state marked static, no graphs.)"""
     compiled_model, model = build(ROOT / "tests" / "golden" / "tiny_pcn.pc")
     config = compiled_model.ir.train.model_copy(update={"beta": 1e-3, "steps": 8, "lr": 0.05, "momentum": 0.9,
                                                         "nesterov": True, "weight_decay": 1e-3})
     twin = copy.deepcopy(model)
     fused_optimizer = make_optimizer(model.parameters(), config, tensor_lr=True)
-    fused = TrainStep(model, config, StepOptions(compile=True), fused_optimizer)
+    fused = TrainStep(model, config, StepOptions(compile=True, cuda_graphs=cuda_graphs), fused_optimizer)
     reference_optimizer = make_optimizer(twin.parameters(), config, tensor_lr=True)   # the same float32 rate
     reference = TrainStep(twin, config, StepOptions(compile=False), reference_optimizer)
     for seed in range(3):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pcdsl.ir.config import TrainConfig
-from pcdsl.runtime.optim import LRSchedule, cosine_lr, make_optimizer, make_schedule
+from pcdsl.runtime.optim import LRSchedule, cosine_lr, hold_learning_rate, make_optimizer, make_schedule
 
 
 def sgd_for(config: TrainConfig):
@@ -80,3 +80,27 @@ def test_unknown_schedule_is_rejected():
     _, optimizer = sgd_for(TrainConfig())
     with pytest.raises(ValueError, match="schedule"):
         LRSchedule(optimizer, "linear", 0.1, 0.0, 10)
+
+
+@pytest.mark.parametrize("saved_as_tensor,resumed_as_tensor", [(False, True), (True, False), (True, True)])
+def test_resumed_rate_is_held_the_way_the_resumed_step_needs(saved_as_tensor, resumed_as_tensor):
+    """A run started eagerly may resume compiled and the other way round: the rate comes back
+    from the checkpoint as it was saved, and is held again as the new step needs it (a float
+    rate in a compiled step would recompile it whenever the schedule moves)."""
+    config = TrainConfig(lr=0.1, min_lr=0.0, schedule="cosine")
+    parameter = torch.nn.Parameter(torch.zeros(3))
+    optimizer = make_optimizer([parameter], config, tensor_lr=saved_as_tensor)
+    schedule = make_schedule(optimizer, config, total_steps=10)
+    for _ in range(4):
+        schedule.step()
+    saved = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
+
+    resumed_parameter = torch.nn.Parameter(torch.zeros(3))
+    resumed = make_optimizer([resumed_parameter], config, tensor_lr=resumed_as_tensor)
+    resumed.load_state_dict(saved["optimizer"])
+    hold_learning_rate(resumed, as_tensor=resumed_as_tensor)
+    resumed_schedule = make_schedule(resumed, config, total_steps=10)
+    resumed_schedule.load_state_dict(saved["schedule"])
+    rate = resumed.param_groups[0]["lr"]
+    assert isinstance(rate, torch.Tensor) == resumed_as_tensor
+    assert float(rate) == pytest.approx(cosine_lr(4, 10, 0.1, 0.0), rel=1e-6)
