@@ -37,6 +37,10 @@ def conv_weight_grad(u, shape, v, stride, padding):
     exchanged) runs 1.4-2.7 times faster."""
     if u.device.type == "cpu" and stride == 1 and v.shape[-2] * v.shape[-1] <= 64:
         return F.conv2d(u.transpose(0, 1), v.transpose(0, 1), padding=padding).transpose(0, 1)
+    if u.dtype != v.dtype:
+        # under autocast one side may be bfloat16, and this kernel is not an autocast operation
+        common = torch.promote_types(u.dtype, v.dtype)
+        u, v = u.to(common), v.to(common)
     return torch.nn.grad.conv2d_weight(u, shape, v, stride=stride, padding=padding)
 
 
