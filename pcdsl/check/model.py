@@ -108,6 +108,7 @@ def check_model(ir: ModelIR) -> CheckedModel:
     graph = interaction_graph(free, [t.states for t in terms])
     groups = colour_groups(free, graph, {s for t in terms if t.reads_input for s in t.states})
     order, reason = _free_phase(ir, builder, terms, definitions, free)
+    _check_precision(ir, order, reason)
     ordered_params = dict(sorted(builder.params.items(), key=lambda kv: _param_rank(kv[1], ir)))
     param_gradients = {name: derive_param_gradient(param, terms, definitions, shape_of)
                        for name, param in ordered_params.items()}
@@ -115,6 +116,16 @@ def check_model(ir: ModelIR) -> CheckedModel:
                         terms=terms, definitions=definitions, definition_lines=definition_lines, rules=rules,
                         groups=groups, feedforward=order, free_phase=reason, expr_shapes=builder.expr_shapes,
                         cost_grad=cost_grad, own_activation=own_activation, param_gradients=param_gradients)
+
+
+def _check_precision(ir: ModelIR, order: Optional[list[str]], reason: str) -> None:
+    """bf16 keeps EP's gradient only where the free state has zero prediction error."""
+    if ir.train.precision != "bf16" or ir.train.algorithm != "ep" or order is not None:
+        return
+    span = ir.train_spans.get("precision")
+    raise PcdslError(messages.BF16_NEEDS_FEEDFORWARD, diag_span(span) if span else None, name=ir.name,
+                     reason=reason,
+                     hint=None if span else "the value came from the command line (--set precision=bf16 or --dtype bf16)")
 
 
 def _check_cost(ir: ModelIR, builder: ExpressionBuilder) -> None:

@@ -97,11 +97,11 @@ class Lowerer:
         model_span = to_span(model.meta)
 
         self._require_structure(str(name_token), variables, cost, model_span)
-        config = lower_train_block(train, overrides, {v.name for v in variables})
+        config, config_spans = lower_train_block(train, overrides, {v.name for v in variables})
         return ModelIR(name=str(name_token), file=self.file, text=self.text,
                        source_sha256=hashlib.sha256(self.text.encode()).hexdigest(),
                        sizes=sizes, variables=variables, terms=terms, cost=cost, train=config,
-                       span=model_span)
+                       train_spans=config_spans, span=model_span)
 
     # ------------------------------------------------------------------ declarations
     @staticmethod

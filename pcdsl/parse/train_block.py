@@ -61,7 +61,9 @@ def _value(tree) -> Any:
 
 
 def lower_train_block(train: Optional[lark.Tree], overrides: dict[str, Any],
-                      variable_names: set[str]) -> TrainConfig:
+                      variable_names: set[str]) -> tuple[TrainConfig, dict[str, SourceSpan]]:
+    """The train config, and where each key was set in the file (keys given with --set have
+    none)."""
     values: dict[str, Any] = {}
     spans: dict[str, SourceSpan] = {}
     gains: dict[str, float] = {}
@@ -120,7 +122,7 @@ def lower_train_block(train: Optional[lark.Tree], overrides: dict[str, Any],
             spans.pop(key, None)
             from_command_line.add(key)
     try:
-        return TrainConfig(**values)
+        return TrainConfig(**values), spans
     except ValidationError as err:
         first = err.errors()[0]
         problem = first["msg"].removeprefix("Value error, ")

@@ -146,6 +146,10 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
     as the phase ends, so that its factors are freed before the next phase runs (less memory;
     the products of weights that read only the input are then formed once per phase)."""
     upper, lower = _phase_signs(scheme, beta, generator)
+    if precision == "bf16" and not model.FEEDFORWARD:
+        # the checker's E405, for modules driven from Python
+        raise ValueError(f"precision bf16 keeps EP's gradient only for a feedforward free phase; {model.NAME}'s "
+                         "is a relaxation (docs/errors.md, E405)")
     fast = _has_fast_path(model)
     with torch.no_grad(), precision_context(x, precision):
         if fast:
