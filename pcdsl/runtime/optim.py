@@ -71,7 +71,9 @@ def sgd_step_(optimizer: torch.optim.SGD, grads: list[torch.Tensor], buffers: li
               apply: torch.Tensor) -> None:
     """torch.optim.SGD's step (dampening 0) for the gradients `grads`, in place on the
     parameters and `buffers` (momentum_buffers(optimizer)), taken only where the 0-dim bool
-    `apply` is true: a step whose gradient is not finite leaves everything as it was."""
+    `apply` is true: a step whose gradient is not finite leaves everything as it was. Equal to
+    torch's up to rounding (torch's add with alpha is one fused multiply-add; float32 results
+    differ in the last bits, so a run resumed under another --compile is not bit-identical)."""
     group = optimizer.param_groups[0]
     lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
     for index, (parameter, grad) in enumerate(zip(group["params"], grads, strict=True)):

@@ -42,15 +42,18 @@ def _total_energy(model, x, states, label, beta):
 
 
 def reference_ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int,
-                           state_steps: dict[str, StateStep], free_steps: int | None = None) -> list[torch.Tensor]:
-    """Centered EP's estimate of d mean(C) / d theta, computed the straightforward way."""
+                           state_steps: dict[str, StateStep], free_steps: int | None = None,
+                           scheme: str = "centered") -> list[torch.Tensor]:
+    """EP's estimate of d mean(C) / d theta, computed the straightforward way: centered, or
+    one-sided (forward: +beta against the free state; backward: the free state against -beta;
+    random is timed as forward, which costs the same)."""
     params = list(model.parameters())
     with torch.no_grad():
         free = model(x, free_steps)
 
     def nudged(signed_beta: float) -> list[torch.Tensor]:
         states = {name: h.detach().clone() for name, h in free.items()}
-        for _ in range(steps):
+        for _ in range(steps if signed_beta else 0):
             for group in model.UPDATE_GROUPS:
                 with torch.enable_grad():
                     leaves = {name: h.detach().requires_grad_(name in group) for name, h in states.items()}
@@ -66,5 +69,9 @@ def reference_ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: fl
             grads = torch.autograd.grad(energy, params, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
-    upper, lower = nudged(beta), nudged(-beta)
-    return [(gu - gl) / (2 * beta) for gu, gl in zip(upper, lower)]
+    if scheme not in ("centered", "forward", "backward", "random"):
+        raise ValueError(f"unknown EP scheme {scheme!r}")
+    high = 0.0 if scheme == "backward" else beta
+    low = -beta if scheme in ("centered", "backward") else 0.0
+    upper, lower = nudged(high), nudged(low)
+    return [(gu - gl) / (high - low) for gu, gl in zip(upper, lower)]

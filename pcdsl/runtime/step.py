@@ -115,7 +115,8 @@ class TrainStep:
     """The training step of one run, with its options; `step(x, label)` fills p.grad and returns
     a StepResult whose `ok` the caller reads (then `diagnose` says what went wrong). With the
     run's `optimizer`, a compiled EP step also takes the optimiser's step (result.updated); the
-    caller takes it otherwise."""
+    caller takes it otherwise. The step holds the optimiser's momentum buffers and learning-rate
+    tensor as they are when it is made: load the optimiser's state before making it."""
 
     def __init__(self, model, config: TrainConfig, options: StepOptions = StepOptions(), optimizer=None):
         self.model, self.config, self.options = model, config, options
@@ -167,6 +168,8 @@ class TrainStep:
 
     def __call__(self, x: torch.Tensor, label: torch.Tensor) -> StepResult:
         self.last_scheme = self._scheme()
+        for parameter in self.model.parameters():
+            parameter.grad = None     # the last step's gradient is not kept through this one
         if self._batch is None:
             self._batch = x.shape[0]
         compiled = self._compiled is not None and x.shape[0] == self._batch
