@@ -159,7 +159,7 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
     run_training(compiled.source, compiled.text, Path(compiled.file).name, config, data, out,
                  resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True),
                  compile=compile_step, channels_last=channels_last, cuda_graphs=cuda_graphs,
-                 lean_memory=lean_memory)
+                 lean_memory=lean_memory, sets=items)
 
 
 def _default_run_dir(name: str, resume: bool) -> Path:
@@ -203,6 +203,9 @@ def eval_command(path, data_spec, limit, as_json):
     """Evaluate a run folder or a checkpoint file on the test split."""
     from ..runtime.trainer import evaluate_run
     metrics = evaluate_run(Path(path), data_spec, limit=limit)
+    if not metrics["same_module"]:
+        click.echo("note: the installed pcdsl generates different code from this run's model file than the "
+                   "version that trained it; the parameters fit, and the evaluation uses the new code", err=True)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
     else:

@@ -25,7 +25,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
@@ -252,12 +252,15 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
           log: Callable[[str], None] = print, data_spec: str | None = None,
           device: str | torch.device | None = None, progress: bool | None = None,
           compile: bool | None = None, channels_last: bool | None = None,
-          cuda_graphs: bool | None = None, lean_memory: bool = False) -> list[dict]:
+          cuda_graphs: bool | None = None, lean_memory: bool = False,
+          sets: Sequence[str] = ()) -> list[dict]:
     """Train the generated model; return the metrics of every completed epoch of the run.
 
     epochs: stop once this many epochs of the run are complete (default config.epochs); the
         learning-rate schedule always spans config.epochs as recorded when the run started.
     data_spec: the `--data` string, recorded so that evaluate_run can reload the data.
+    sets: the `--set key=value` items `model_cls_source` was compiled with from `pc_text`,
+        recorded so that evaluation regenerates the same module (evaluate_run).
     device: default cuda when available. progress: live bar (default: when stderr is a TTY).
     compile, channels_last, cuda_graphs, lean_memory: the step's options (None: by device and model, see
         pcdsl.runtime.step.default_options); none changes what is computed."""
@@ -304,7 +307,7 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
         atomic_write(run.root / pc_file, pc_text)
         record = {"pcdsl_version": pcdsl.__version__, "torch_version": torch.__version__,
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "model": {"name": model.NAME, "pc_file": pc_file,
+                  "model": {"name": model.NAME, "pc_file": pc_file, "sets": list(sets),
                             "pc_sha256": hashlib.sha256(pc_text.encode()).hexdigest(),
                             "source_sha256": source_hash,
                             "parameters": sum(p.numel() for p in model.parameters()),
@@ -359,6 +362,7 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
                 "config": config.model_dump(mode="json"), "source_sha256": source_hash,
                 "model_name": model.NAME, "param_shapes": parameter_shapes(model),
+                "pc": {"file": pc_file, "text": pc_text, "sets": list(sets)},
                 "metrics": history, "data": data_record, "pcdsl_version": pcdsl.__version__}
             save_checkpoint(run.epoch_checkpoint(epoch), payload)
             atomic_link_or_copy(run.epoch_checkpoint(epoch), run.last)
@@ -378,12 +382,16 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
 
 def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits | None" = None,
                  batch_size: int | None = None, limit: int | None = None,
-                 workers: int | None = None, device: str | torch.device | None = None) -> dict:
+                 workers: int | None = None, device: str | torch.device | None = None,
+                 source: str | None = None) -> dict:
     """Evaluate a run directory (its last.pt) or one checkpoint file of a run on a test split.
 
-    The model is rebuilt from the run's model.py; the data defaults to the spec recorded in the
-    run's config.json (or pass `data_spec`, or already-loaded `data`); `limit`: evaluate on that
-    many test examples only."""
+    The module is regenerated from the run's `.pc` text and `--set` items (recorded in the
+    checkpoint; older checkpoints: the run folder's .pc and config.json) by the installed
+    compiler: nothing from the run folder or the checkpoint is executed (docs/architecture.md,
+    "Trust"). `source`: the module to evaluate with instead, for a run of a hand-written module.
+    The data defaults to the spec recorded in the run's config.json (or pass `data_spec`, or
+    already-loaded `data`); `limit`: evaluate on that many test examples only."""
     path = Path(path)
     if path.is_dir():
         run = RunDir(path)
@@ -395,15 +403,18 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
         checkpoint_path = path
         run = RunDir(path.parent.parent if path.parent.name == CHECKPOINTS else path.parent)
     checkpoint = load_checkpoint(checkpoint_path)
-    if not run.model_file.is_file():
-        raise RunError(f"cannot rebuild the model of {checkpoint_path}: {run.model_file} is missing")
-    source = run.model_file.read_text(encoding="utf-8")
-    if source_sha256(source) != checkpoint["source_sha256"]:
-        raise RunError(f"{run.model_file} does not match {checkpoint_path} (its sha256 differs "
-                       "from the one recorded in the checkpoint): was it edited?")
     config = TrainConfig.model_validate(checkpoint["config"])
+    regenerated = source is None
+    if regenerated:
+        source = _regenerated_source(run, checkpoint, checkpoint_path)
     model = load_model_class(source)()
-    load_weights(model, checkpoint, checkpoint_path)
+    try:
+        load_weights(model, checkpoint, checkpoint_path)
+    except CheckpointError as error:
+        made = "the installed pcdsl regenerates from the run's model file" if regenerated else "the given source"
+        raise RunError(f"cannot evaluate {checkpoint_path}: the module {made} (sha256 "
+                       f"{source_sha256(source)[:12]}) does not fit the weights of the module it was trained "
+                       f"with (sha256 {checkpoint['source_sha256'][:12]}): {error}") from None
     model.to(_pick_device(device))
     if data is None:
         spec = data_spec if data_spec is not None else checkpoint.get("data", {}).get("spec")
@@ -417,7 +428,45 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
                        f"{model.NUM_CLASSES}")
     result = evaluate(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps)
     return {**result, "epoch": checkpoint["epoch"], "checkpoint": str(checkpoint_path),
-            "data": data.description, "examples": len(data.test)}
+            "data": data.description, "examples": len(data.test),
+            "same_module": source_sha256(source) == checkpoint["source_sha256"]}
+
+
+def _regenerated_source(run: RunDir, checkpoint: dict, checkpoint_path: Path) -> str:
+    """The module of a run compiled anew from its .pc text and --set items: the checkpoint's
+    copy, or (checkpoints before pcdsl recorded it) the run folder's .pc named in config.json."""
+    from pcdsl.diagnostics import PcdslError
+    from pcdsl.pipeline import compile_text
+    recorded = checkpoint.get("pc")
+    if isinstance(recorded, dict) and isinstance(recorded.get("text"), str):
+        name, text, sets = str(recorded.get("file", "model.pc")), recorded["text"], recorded.get("sets", [])
+    else:
+        name, text, sets = _run_folder_pc(run, checkpoint_path)
+    if not isinstance(sets, list) or not all(isinstance(item, str) for item in sets):
+        raise RunError(f"{checkpoint_path}: the recorded --set items are not a list of strings")
+    try:
+        return compile_text(text, str(run.root / Path(name).name), sets).source
+    except PcdslError as error:
+        raise RunError(f"cannot rebuild the model of {checkpoint_path}: its model file {name} does not compile "
+                       f"with the installed pcdsl {pcdsl.__version__}:\n{error.render()}") from None
+
+
+def _run_folder_pc(run: RunDir, checkpoint_path: Path) -> tuple[str, str, list]:
+    try:
+        record = json.loads(run.config_file.read_text(encoding="utf-8"))
+        name = record["model"]["pc_file"]
+        sets = record["model"].get("sets", [])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunError(f"cannot rebuild the model of {checkpoint_path}: it holds no copy of its model file, "
+                       f"and {run.config_file} does not name one ({type(error).__name__}: {error})") from None
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise RunError(f"cannot rebuild the model of {checkpoint_path}: {run.config_file} names the model file "
+                       f"{name!r}, not a file of the run folder")
+    try:
+        return name, (run.root / name).read_text(encoding="utf-8"), sets
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunError(f"cannot rebuild the model of {checkpoint_path}: cannot read {run.root / name}: "
+                       f"{error}") from None
 
 
 __all__ = ["RunError", "TrainingInterrupted", "CheckpointError", "RunDir", "build_model",

@@ -249,11 +249,11 @@ def test_evaluate_run_rebuilds_the_model(tmp_path, monkeypatch):
     out = tmp_path / "run"
     data = gaussian_clusters(n_train=128, n_test=64)
     history = run(out, config(epochs=2), data, data_spec="clusters")
-    result = evaluate_run(out, data=data)
-    assert result["epoch"] == 2 and result["examples"] == 64
+    result = evaluate_run(out, data=data, source=SOURCE)     # a hand-written module: given, not read from the run
+    assert result["epoch"] == 2 and result["examples"] == 64 and result["same_module"]
     assert result["acc"] == history[-1]["test_acc"] and result["top5"] == history[-1]["test_top5"]
     assert result["loss"] == pytest.approx(history[-1]["test_loss"])
-    first = evaluate_run(out / "checkpoints" / "epoch_001.pt", data=data)
+    first = evaluate_run(out / "checkpoints" / "epoch_001.pt", data=data, source=SOURCE)
     assert first["epoch"] == 1 and first["acc"] == history[0]["test_acc"]
 
     asked = []
@@ -261,8 +261,8 @@ def test_evaluate_run_rebuilds_the_model(tmp_path, monkeypatch):
         asked.append(spec)
         return data
     monkeypatch.setattr(pcdsl.data, "load_data_for", fake_loader)
-    evaluate_run(out)                       # the spec recorded in the run
-    evaluate_run(out, "other-spec")         # or the one given
+    evaluate_run(out, source=SOURCE)                 # the spec recorded in the run
+    evaluate_run(out, "other-spec", source=SOURCE)   # or the one given
     assert asked == ["clusters", "other-spec"]
 
 
@@ -273,7 +273,10 @@ def test_evaluate_run_errors(tmp_path):
         evaluate_run(tmp_path, data=data)
     run(out, config(epochs=1), data)
     with pytest.raises(RunError, match="did not record which data"):
-        evaluate_run(out)
-    (out / "model.py").write_text(SOURCE + "\n# edited\n")
-    with pytest.raises(RunError, match="was it edited"):
+        evaluate_run(out, source=SOURCE)
+    # the run's module is regenerated from its .pc, never read from model.py: this one's .pc is
+    # not a model
+    with pytest.raises(RunError, match="does not compile with the installed pcdsl"):
         evaluate_run(out, data=data)
+    with pytest.raises(RunError, match="does not fit the weights"):
+        evaluate_run(out, data=data, source=handwritten_source((16, 20, 10)))
