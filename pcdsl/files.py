@@ -41,15 +41,12 @@ def atomic_write(path: Path | str, data: Content) -> None:
             _write_synced(temporary, lambda handle: handle.write(content))
 
 
-def atomic_link_or_copy(source: Path | str, target: Path | str) -> None:
-    """Make `target` an atomic copy of `source`: a hard link when the filesystem allows one
-    (instant, no extra space), otherwise a byte copy."""
+def atomic_copy(source: Path | str, target: Path | str) -> None:
+    """Make `target` an atomic byte copy of `source` (its own bytes: damage to one is not
+    damage to the other)."""
     with _replacing(Path(target)) as temporary:
-        try:
-            os.link(source, temporary)
-        except OSError:    # no hard links here (another filesystem, FAT, some network shares)
-            with open(source, "rb") as original:
-                _write_synced(temporary, lambda handle: shutil.copyfileobj(original, handle))
+        with open(source, "rb") as original:
+            _write_synced(temporary, lambda handle: shutil.copyfileobj(original, handle))
 
 
 @contextmanager

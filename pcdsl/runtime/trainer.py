@@ -30,16 +30,17 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 
 import pcdsl
-from pcdsl.files import atomic_link_or_copy, atomic_write
+from pcdsl.files import atomic_copy, atomic_write
 from pcdsl.ir.config import TrainConfig
 from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, load_checkpoint,
                                       load_weights, parameter_shapes, save_checkpoint)
 from pcdsl.runtime.step import TrainStep, default_options
 from pcdsl.runtime.evaluate import evaluate
 from pcdsl.runtime.loading import load_model_class, source_sha256
-from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, write_metrics
+from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, read_metrics, write_metrics
 from pcdsl.runtime.optim import hold_learning_rate, make_optimizer, make_schedule
 from pcdsl.runtime.progress import EpochProgress
+from pcdsl.runtime.runfolder import RunFolderError, check_output_folder, held_run_folder
 
 if TYPE_CHECKING:
     from pcdsl.data import DataSplits
@@ -151,7 +152,7 @@ def _config_differences(saved: dict, config: TrainConfig) -> list[str]:
 
 
 def _checkpoint_to_resume(run: RunDir, source: str, config: TrainConfig,
-                          data: "DataSplits") -> dict | None:
+                          data: "DataSplits", log: Callable[[str], None]) -> dict | None:
     """The checkpoint to continue from (None: the run never finished an epoch), after checking
     that continuing it with this model, config and data is the same run."""
     if not run.model_file.is_file():
@@ -164,9 +165,9 @@ def _checkpoint_to_resume(run: RunDir, source: str, config: TrainConfig,
                        f"({run.model_file} has sha256 {recorded[:12]}, the compiled model "
                        f"{compiled[:12]}). Resuming would mix two models; start a new run in "
                        "another folder.")
-    if not run.last.exists():
+    checkpoint = _newest_readable_checkpoint(run, log)
+    if checkpoint is None:
         return None
-    checkpoint = load_checkpoint(run.last)
     if checkpoint["source_sha256"] != compiled:
         raise RunError(f"cannot resume {run.root}: {run.last} was written by a different model "
                        f"(sha256 {checkpoint['source_sha256'][:12]}, now {compiled[:12]})")
@@ -180,6 +181,43 @@ def _checkpoint_to_resume(run: RunDir, source: str, config: TrainConfig,
         raise RunError(f"cannot resume {run.root}: it was trained on\n  {saved_data}\nnot on\n  "
                        f"{data.description}")
     return checkpoint
+
+
+def _newest_readable_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict | None:
+    """last.pt, or when it is missing or unreadable the newest epoch checkpoint that reads (and
+    the log says which). None only for a run that has no checkpoint and has recorded no epoch:
+    a run with history is never restarted from its first epoch."""
+    epochs = sorted(run.checkpoints.glob("epoch_*.pt"), key=_epoch_number, reverse=True)
+    problems = []
+    for path in [run.last, *epochs]:
+        if not path.exists():
+            continue
+        try:
+            checkpoint = load_checkpoint(path)
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        if path != run.last:
+            why = "cannot be read" if run.last.exists() else "is missing"
+            log(f"{run.last} {why}; resuming from {path}, the newest checkpoint that reads")
+        return checkpoint
+    if problems:
+        raise RunError(f"cannot resume {run.root}: none of its checkpoints can be read, and nothing was "
+                       "changed:\n  " + "\n  ".join(problems))
+    try:
+        recorded = read_metrics(run.metrics_file)
+    except (OSError, ValueError):
+        recorded = ["unreadable"]          # a damaged history is still a history
+    if recorded:
+        raise RunError(f"cannot resume {run.root}: {run.metrics_file.name} records trained epochs but there is "
+                       f"no checkpoint in {run.checkpoints}; restarting would overwrite them. "
+                       "Nothing was changed; start a new run in another folder.")
+    return None
+
+
+def _epoch_number(path: Path) -> int:
+    digits = path.stem.removeprefix("epoch_")
+    return int(digits) if digits.isdigit() else -1
 
 
 # ---- one epoch ------------------------------------------------------------------------------
@@ -248,6 +286,20 @@ def _divergence_message(error: _Diverged, run: RunDir, config: TrainConfig,
 # ---- the entry points -----------------------------------------------------------------------
 
 def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig,
+          data: "DataSplits", out_dir: Path, **options) -> list[dict]:
+    """Train the generated model in `out_dir`; return the metrics of every completed epoch of
+    the run. The folder must be the run's own (runfolder.check_output_folder) and is held for
+    the run (a second run on it is refused). Options: see _train_in_folder."""
+    root = Path(out_dir)
+    try:
+        check_output_folder(root)
+        with held_run_folder(root):
+            return _train_in_folder(model_cls_source, pc_text, pc_name, config, data, root, **options)
+    except RunFolderError as error:
+        raise RunError(str(error)) from None
+
+
+def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig,
           data: "DataSplits", out_dir: Path, *, resume: bool = False, epochs: int | None = None,
           log: Callable[[str], None] = print, data_spec: str | None = None,
           device: str | torch.device | None = None, progress: bool | None = None,
@@ -270,7 +322,10 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
         raise RunError(f"{run.root} already holds a run ({', '.join(run.existing_run_files())}); "
                        "pass --resume to continue it, or choose another output folder. "
                        "Nothing was changed.")
-    checkpoint = _checkpoint_to_resume(run, model_cls_source, config, data) if resume else None
+    if not resume and (run.root / pc_file).exists():
+        raise RunError(f"{run.root} already holds a file named {pc_file}, where the run would keep its model "
+                       "file; choose another output folder. Nothing was changed.")
+    checkpoint = _checkpoint_to_resume(run, model_cls_source, config, data, log) if resume else None
 
     model = build_model(load_model_class(model_cls_source), config)
     _check_fit(model, data)
@@ -298,24 +353,16 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
         history = list(checkpoint["metrics"])
         write_metrics(run.metrics_file, history)
-        log(f"resuming {run.root} after epoch {checkpoint['epoch']} ({run.last})")
+        log(f"resuming {run.root} after epoch {checkpoint['epoch']}")
     else:
         if resume:
             log(f"{run.root} has no checkpoint yet; starting the run from its first epoch")
         run.root.mkdir(parents=True, exist_ok=True)
-        atomic_write(run.model_file, model_cls_source)
-        atomic_write(run.root / pc_file, pc_text)
-        record = {"pcdsl_version": pcdsl.__version__, "torch_version": torch.__version__,
-                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "model": {"name": model.NAME, "pc_file": pc_file, "sets": list(sets),
-                            "pc_sha256": hashlib.sha256(pc_text.encode()).hexdigest(),
-                            "source_sha256": source_hash,
-                            "parameters": sum(p.numel() for p in model.parameters()),
-                            "param_shapes": parameter_shapes(model)},
-                  "initial_weights_sha256": initial_weights, "data": data_record,
-                  "config": config.model_dump(mode="json")}
-        atomic_write(run.config_file, json.dumps(record, indent=2) + "\n")
-        write_metrics(run.metrics_file, [])
+        try:
+            _write_run_files(run, pc_file, pc_text, model_cls_source, model, config, data_record,
+                             initial_weights, source_hash, sets)
+        except OSError as error:
+            raise RunError(f"cannot write the run's files in {run.root}: {_os_error_text(error)}") from None
 
     done = history[-1]["epoch"] if history else 0
     last_epoch = config.epochs if epochs is None else epochs
@@ -364,9 +411,15 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
                 "model_name": model.NAME, "param_shapes": parameter_shapes(model),
                 "pc": {"file": pc_file, "text": pc_text, "sets": list(sets)},
                 "metrics": history, "data": data_record, "pcdsl_version": pcdsl.__version__}
-            save_checkpoint(run.epoch_checkpoint(epoch), payload)
-            atomic_link_or_copy(run.epoch_checkpoint(epoch), run.last)
-            append_metrics(run.metrics_file, record)
+            try:
+                save_checkpoint(run.epoch_checkpoint(epoch), payload)
+                # a copy, not a hard link: one damaged file must leave the other to resume from
+                atomic_copy(run.epoch_checkpoint(epoch), run.last)
+                append_metrics(run.metrics_file, record)
+            except OSError as error:     # a full disk, a folder made read-only under the run
+                kept = (f"{run.last} still holds epoch {epoch - 1}" if epoch > 1 or done else "no checkpoint was written")
+                raise RunError(f"cannot save epoch {epoch} in {run.root}: {_os_error_text(error)}; {kept}, "
+                               "and --resume continues from it once there is room") from None
             if config.keep_checkpoints:
                 _prune_checkpoints(run, epoch, config.keep_checkpoints)
             log(_epoch_summary(record, last_epoch))
@@ -378,6 +431,29 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
         log(message)
         raise TrainingInterrupted(message, history) from None
     return history
+
+
+def _write_run_files(run: RunDir, pc_file: str, pc_text: str, source: str, model, config: TrainConfig,
+                     data_record: dict, initial_weights: str, source_hash: str, sets: Sequence[str]) -> None:
+    """A new run's model.py (for reading), .pc, config.json and empty metrics."""
+    atomic_write(run.model_file, source)
+    atomic_write(run.root / pc_file, pc_text)
+    record = {"pcdsl_version": pcdsl.__version__, "torch_version": torch.__version__,
+              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "model": {"name": model.NAME, "pc_file": pc_file, "sets": list(sets),
+                        "pc_sha256": hashlib.sha256(pc_text.encode()).hexdigest(),
+                        "source_sha256": source_hash,
+                        "parameters": sum(p.numel() for p in model.parameters()),
+                        "param_shapes": parameter_shapes(model)},
+              "initial_weights_sha256": initial_weights, "data": data_record,
+              "config": config.model_dump(mode="json")}
+    atomic_write(run.config_file, json.dumps(record, indent=2) + "\n")
+    write_metrics(run.metrics_file, [])
+
+
+def _os_error_text(error: OSError) -> str:
+    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+    return f"{error.strerror or error}{where}"
 
 
 def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits | None" = None,

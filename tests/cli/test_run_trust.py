@@ -58,7 +58,7 @@ def _rewrite_checkpoint(out, change):
     last = out / "checkpoints" / "last.pt"
     checkpoint = load_checkpoint(last)
     change(checkpoint)
-    last.unlink()                      # last.pt may be a hard link to the epoch file
+    last.unlink()
     save_checkpoint(last, checkpoint)
 
 

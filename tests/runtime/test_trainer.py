@@ -18,6 +18,7 @@ from pcdsl.runtime.loading import load_model_class
 from pcdsl.runtime.metrics import read_metrics
 from pcdsl.runtime.trainer import (RunError, TrainingInterrupted, build_model, evaluate_run, train,
                                    weights_sha256)
+from pcdsl.runtime.runfolder import LOCK_FILE
 from tests.support.fake_data import ArraySplit, gaussian_clusters
 from tests.support.sources import handwritten_source
 
@@ -39,9 +40,9 @@ def run(out: Path, cfg: TrainConfig, data=None, **kwargs) -> list[dict]:
 
 
 def tree(folder: Path) -> dict[str, str]:
-    """Every file under `folder` with a hash of its bytes."""
+    """Every file under `folder` with a hash of its bytes (but the run lock's note of its holder)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
 
 
 def without_timing(records: list[dict]) -> list[dict]:
@@ -280,3 +281,45 @@ def test_evaluate_run_errors(tmp_path):
         evaluate_run(out, data=data)
     with pytest.raises(RunError, match="does not fit the weights"):
         evaluate_run(out, data=data, source=handwritten_source((16, 20, 10)))
+
+
+def test_resume_falls_back_to_the_newest_readable_epoch_checkpoint(tmp_path):
+    """last.pt missing, or damaged (it is a copy, not a link, so the epoch file survives): the
+    newest epoch checkpoint that reads is resumed, the log says which, and the result equals an
+    uninterrupted run."""
+    data = gaussian_clusters(n_train=128, n_test=64)
+    straight = run(tmp_path / "straight", config(epochs=3), data)
+    for damage in ("missing", "corrupt"):
+        out = tmp_path / damage
+        run(out, config(epochs=3), data, epochs=2)
+        last = out / "checkpoints" / "last.pt"
+        if damage == "missing":
+            last.unlink()
+        else:
+            last.write_bytes(last.read_bytes()[:100])
+        epoch_two = (out / "checkpoints" / "epoch_002.pt").read_bytes()
+        lines = []
+        resumed = run(out, config(epochs=3), data, resume=True, lines=lines)
+        assert any("resuming from" in line and "epoch_002.pt" in line for line in lines), lines
+        assert without_timing(resumed) == without_timing(straight)
+        assert (out / "checkpoints" / "epoch_002.pt").read_bytes() == epoch_two
+
+
+def test_resume_never_restarts_a_run_with_history(tmp_path):
+    """Every checkpoint unreadable, or none left while metrics.jsonl records epochs: refused, and
+    nothing in the folder changes."""
+    data = gaussian_clusters(n_train=128, n_test=64)
+    out = tmp_path / "run"
+    run(out, config(epochs=2), data)
+    for path in (out / "checkpoints").glob("*.pt"):
+        path.write_bytes(b"damaged")
+    before = tree(out)
+    with pytest.raises(RunError, match="none of its checkpoints can be read"):
+        run(out, config(epochs=2), data, resume=True)
+    assert tree(out) == before
+    for path in (out / "checkpoints").glob("*.pt"):
+        path.unlink()
+    before = tree(out)
+    with pytest.raises(RunError, match="records trained epochs"):
+        run(out, config(epochs=2), data, resume=True)
+    assert tree(out) == before
