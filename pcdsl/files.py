@@ -21,6 +21,9 @@ from typing import BinaryIO, Callable, Iterator
 Content = bytes | str | Callable[[BinaryIO], object]
 
 
+TEMPORARY_PATTERN = ".*.tmp-*"     # what _temporary_beside names; a killed writer leaves one
+
+
 def _temporary_beside(path: Path) -> Path:
     """The temporary name used while `path` is written: hidden, and unique per process."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")

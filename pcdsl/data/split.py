@@ -104,24 +104,25 @@ class Split:
         return self.source.labels
 
     def batches(self, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                augment: bool | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                augment: bool | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x float32 [B, *input_shape], y int64 [B]); the last batch may be short.
 
-        Order and augmentation are functions of (seed, epoch) only. `augment=False` turns the
+        Order and augmentation are functions of (seed, epoch) only, each batch's augmentation of
+        (seed, epoch, batch number), so `start` (batches to skip, as a resumed run does) yields
+        exactly the rest of the epoch without decoding what it skips. `augment=False` turns the
         train split's augmentation off (e.g. to measure train accuracy on clean images)."""
         index_batches = batch_indices(len(self), batch_size, shuffle,
-                                      derived_generator("order", seed, epoch))
-        augmenting = self.augment if augment is None else (augment and self.augment)
-        augment_with = (derived_generator("augment", seed, epoch)
-                        if augmenting and self.transform.augments else None)
-        transformed = self._transformed_images() if augment_with is None else None
+                                      derived_generator("order", seed, epoch))[start:]
+        augmenting = (self.augment if augment is None else (augment and self.augment)) and self.transform.augments
+        transformed = self._transformed_images() if not augmenting else None
         if transformed is not None:
             for indices in index_batches:
                 # index_select: the same gather as transformed[indices], several times faster
                 yield transformed.index_select(0, indices), self.source.labels.index_select(0, indices)
             return
         pixels = self.source.uint8_batches(index_batches)
-        for indices, images in zip(index_batches, pixels):
+        for number, (indices, images) in enumerate(zip(index_batches, pixels), start=start):
+            augment_with = derived_generator("augment", seed, epoch, number) if augmenting else None
             yield self.transform(images, augment_with), self.source.labels.index_select(0, indices)
 
 

@@ -49,6 +49,12 @@ class TrainConfig(BaseModel):
     seed: int = 0
     keep_checkpoints: int = Field(0, ge=0, description="keep only the newest N epoch checkpoints "
                                   "(0: keep all; last.pt always stays)")
+    # checkpoints inside an epoch (checkpoints/last.pt), after this many optimiser steps or
+    # minutes since the last one (0: never by that measure); a resumed run continues from the
+    # exact batch, with the same result as a run never stopped
+    checkpoint_steps: int = Field(0, ge=0, description="a checkpoint every N steps inside an epoch (0: off)")
+    checkpoint_minutes: float = Field(10.0, ge=0, description="a checkpoint every M minutes inside an "
+                                      "epoch (0: off)")
 
     # initialisation: U(-c, c), c = gain * sqrt(1 / fan); per-state gains override `init_gain`
     init_gain: float = Field(1.0, gt=0)

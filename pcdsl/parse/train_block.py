@@ -32,7 +32,8 @@ CALL_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "augment": ({}, {"crop_pad": "crop_pad", "hflip": "hflip"}),
     "normalize": ({}, {"mean": "mean", "std": "std"}),
 }
-VALUE_SETTINGS = ("batch", "eval_batch", "epochs", "seed", "pad", "keep_checkpoints", "precision")
+VALUE_SETTINGS = ("batch", "eval_batch", "epochs", "seed", "pad", "keep_checkpoints", "precision",
+                  "checkpoint_steps", "checkpoint_minutes")
 ALL_SETTINGS = list(CALL_SETTINGS) + ["init_gain"] + list(VALUE_SETTINGS)
 
 

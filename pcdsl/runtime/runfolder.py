@@ -5,7 +5,7 @@
 # a run writes there; a second trainer on the same folder is refused with the holder's pid, host
 # and start time. The kernel drops the lock when its process dies, so a killed run never leaves
 # the folder locked. A folder the run itself created is removed again when the run fails before
-# writing anything into it.
+# writing anything into it, and half-written files a killed run left are removed when it is taken.
 #
 # `check_output_folder` refuses targets that are not a run's own folder: the filesystem root, the
 # home folder, the current folder or one of its parents (where model.py, config.json and
@@ -19,6 +19,8 @@ import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from pcdsl.files import TEMPORARY_PATTERN
 
 try:
     import fcntl
@@ -65,11 +67,23 @@ def held_run_folder(root: Path) -> Iterator[None]:
         os.ftruncate(handle, 0)
         since = datetime.datetime.now().isoformat(timespec="seconds")
         os.write(handle, f"pcdsl train, pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode())
+        _remove_stale_temporaries(root)
         yield
     finally:
         os.close(handle)        # releases the lock
         if created:
             _remove_if_unused(root)
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Half-written files of a run killed mid-write (half a gigabyte for a VGG10 checkpoint):
+    with the folder held, no other writer can be filling them."""
+    for folder in (root, root / "checkpoints"):
+        for leftover in folder.glob(TEMPORARY_PATTERN) if folder.is_dir() else ():
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
 
 
 def _remove_if_unused(root: Path) -> None:

@@ -23,9 +23,13 @@ import datetime
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
@@ -51,7 +55,7 @@ CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 # Keys a resumed run may change: neither affects the weights a completed epoch produces.
 # (`epochs` moves the stopping point; the schedule keeps the horizon the run started with.)
-RESUME_MAY_CHANGE = frozenset({"epochs", "eval_batch", "keep_checkpoints"})
+RESUME_MAY_CHANGE = frozenset({"epochs", "eval_batch", "keep_checkpoints", "checkpoint_steps", "checkpoint_minutes"})
 
 
 class RunError(Exception):
@@ -59,11 +63,19 @@ class RunError(Exception):
 
 
 class TrainingInterrupted(RunError):
-    """Ctrl-C: the last completed epoch's checkpoint is on disk; `metrics` are those epochs."""
+    """Ctrl-C or SIGTERM: the run's last checkpoint is on disk (with a signal, one written at the
+    point it stopped); `metrics` are the completed epochs, `signal` the signal's name if any."""
 
-    def __init__(self, message: str, metrics: list[dict]):
+    def __init__(self, message: str, metrics: list[dict], signal: str | None = None):
         super().__init__(message)
         self.metrics = metrics
+        self.signal = signal
+
+
+class _Stopped(Exception):
+    def __init__(self, signal_name: str, position: "EpochPosition | None"):
+        super().__init__(signal_name)
+        self.signal_name, self.position = signal_name, position
 
 
 class _Diverged(Exception):
@@ -215,6 +227,16 @@ def _newest_readable_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict
     return None
 
 
+def _position(checkpoint: dict | None) -> EpochPosition | None:
+    recorded = (checkpoint or {}).get("position")
+    if recorded is None:
+        return None
+    try:
+        return EpochPosition(**recorded)
+    except TypeError as error:
+        raise RunError(f"the checkpoint's position inside its epoch is not readable ({error})") from None
+
+
 def _epoch_number(path: Path) -> int:
     digits = path.stem.removeprefix("epoch_")
     return int(digits) if digits.isdigit() else -1
@@ -222,18 +244,73 @@ def _epoch_number(path: Path) -> int:
 
 # ---- one epoch ------------------------------------------------------------------------------
 
+@dataclass
+class EpochPosition:
+    """Where a run stands inside an epoch: what a mid-epoch checkpoint records to continue."""
+    epoch: int
+    batches: int           # batches done in this epoch
+    seen: int              # their examples
+    loss_sum: float        # their summed per-example training loss
+    hits: int
+    seconds: float         # training time spent on them
+
+
+class _Stop:
+    """A SIGTERM or SIGINT received: the run stops after the current step, with a checkpoint."""
+
+    def __init__(self):
+        self.signal: str | None = None
+
+
+@contextmanager
+def _stopping_on_signals(stop: _Stop) -> Iterator[None]:
+    """SIGTERM (what a cluster scheduler sends before it kills) and SIGINT set `stop` instead of
+    killing the run mid-write; a second one interrupts at once. Only the main thread can."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kinds = (signal.SIGTERM, signal.SIGINT)
+    previous = {kind: signal.getsignal(kind) for kind in kinds}
+
+    def handler(number, frame):
+        if stop.signal is not None:
+            raise KeyboardInterrupt
+        stop.signal = signal.Signals(number).name
+
+    for kind in kinds:
+        signal.signal(kind, handler)
+    try:
+        yield
+    finally:
+        for kind, action in previous.items():
+            signal.signal(kind, action)
+
+
 def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, config: TrainConfig,
-                 data: "DataSplits", epoch: int, last_epoch: int, log, live: bool | None) -> dict:
-    """One pass over the training data; `update` is the optimiser's step (compiled or not)."""
+                 data: "DataSplits", epoch: int, last_epoch: int, log, live: bool | None,
+                 start: EpochPosition | None, save_midway: Callable[[EpochPosition], None], stop: _Stop) -> dict:
+    """One pass over the training data, or its rest from `start`; `update` is the optimiser's
+    step (compiled or not). A checkpoint is saved inside the epoch (save_midway) as often as
+    the config asks, and when a stop was requested (then _Stopped is raised)."""
     batches = math.ceil(len(data.train) / config.batch)
-    # the batches' losses and hits stay on the device, summed at the end of the epoch: the
-    # step's health flag is the one value read per batch
-    losses, hits = [], []
-    seen, lr_used = 0, schedule.current
-    started = time.perf_counter()
+    start = start or EpochPosition(epoch, 0, 0, 0.0, 0, 0.0)
+    # the batches' losses and hits stay on the device, summed when the epoch or a checkpoint
+    # needs them: the step's health flag is the one value read per batch
+    losses, hits, sizes = [], [], []
+    lr_used = schedule.current
+    started = last_save = time.perf_counter()
+    steps_since_save = 0
+
+    def position(done: int) -> EpochPosition:
+        loss_sum = float((torch.stack(losses).cpu() * torch.tensor(sizes)).sum()) if losses else 0.0
+        return EpochPosition(epoch, done, start.seen + sum(sizes), start.loss_sum + loss_sum,
+                             start.hits + (int(torch.stack(hits).sum()) if hits else 0),
+                             start.seconds + time.perf_counter() - started)
+
     with EpochProgress(epoch, last_epoch, batches, log, live) as progress:
-        stream = data.train.batches(config.batch, shuffle=True, seed=config.seed, epoch=epoch - 1)
-        for number, (x, label) in enumerate(stream, start=1):
+        stream = data.train.batches(config.batch, shuffle=True, seed=config.seed, epoch=epoch - 1,
+                                    start=start.batches)
+        for number, (x, label) in enumerate(stream, start=start.batches + 1):
             _check_input_shape(model, x)
             x, label = step.prepare(x, label)
             result = step(x, label)
@@ -245,13 +322,21 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             schedule.step()
             losses.append(result.loss)
             hits.append(result.correct)
-            seen += label.shape[0]
+            sizes.append(label.shape[0])
             progress.update(result.loss)
-    train_seconds = time.perf_counter() - started
-    sizes = torch.tensor([config.batch] * (len(losses) - 1) + [seen - config.batch * (len(losses) - 1)])
-    loss_sum = float((torch.stack(losses).cpu() * sizes).sum())
-    return {"train_loss": loss_sum / seen, "train_acc": int(torch.stack(hits).sum()) / seen, "lr": lr_used,
-            "train_seconds": train_seconds, "train_examples_per_s": seen / train_seconds}
+            steps_since_save += 1
+            due = ((config.checkpoint_steps and steps_since_save >= config.checkpoint_steps)
+                   or (config.checkpoint_minutes and time.perf_counter() - last_save >= 60 * config.checkpoint_minutes))
+            if stop.signal is not None or (due and number < batches):
+                reached = position(number)
+                save_midway(reached)
+                if stop.signal is not None:
+                    raise _Stopped(stop.signal, reached)
+                steps_since_save, last_save = 0, time.perf_counter()
+    reached = position(batches)
+    return {"train_loss": reached.loss_sum / reached.seen, "train_acc": reached.hits / reached.seen,
+            "lr": lr_used, "train_seconds": reached.seconds,
+            "train_examples_per_s": reached.seen / reached.seconds}
 
 
 def _prune_checkpoints(run: "RunDir", epoch: int, keep: int) -> None:
@@ -353,7 +438,9 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
         history = list(checkpoint["metrics"])
         write_metrics(run.metrics_file, history)
-        log(f"resuming {run.root} after epoch {checkpoint['epoch']}")
+        inside = _position(checkpoint)
+        log(f"resuming {run.root} after epoch {checkpoint['epoch']}"
+            + (f" and batch {inside.batches} of epoch {inside.epoch}" if inside else ""))
     else:
         if resume:
             log(f"{run.root} has no checkpoint yet; starting the run from its first epoch")
@@ -379,50 +466,74 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     step = TrainStep(model, config, options, optimizer)
     update = torch.compile(optimizer.step) if options.compile else optimizer.step
 
+    def payload(epoch_done: int, position: EpochPosition | None) -> dict:
+        """Everything needed to continue exactly: after `epoch_done` epochs, and `position`
+        inside the next one (a mid-epoch checkpoint) or not."""
+        return {
+            "epoch": epoch_done, "step": schedule.steps_taken, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "config": config.model_dump(mode="json"), "source_sha256": source_hash,
+            "model_name": model.NAME, "param_shapes": parameter_shapes(model),
+            "pc": {"file": pc_file, "text": pc_text, "sets": list(sets)},
+            "position": asdict(position) if position is not None else None,
+            "metrics": list(history), "data": data_record, "pcdsl_version": pcdsl.__version__}
+
+    def save_midway(position: EpochPosition) -> None:
+        try:
+            save_checkpoint(run.last, payload(position.epoch - 1, position))
+        except OSError as error:
+            raise RunError(f"cannot save a checkpoint in {run.root}: {_os_error_text(error)}") from None
+
+    resume_at = _position(checkpoint)
+    stop = _Stop()
     try:
-        for epoch in range(done + 1, last_epoch + 1):
-            started = time.perf_counter()
-            try:
-                record = _train_epoch(model, step, update, schedule, config, data, epoch,
-                                      last_epoch, log, progress)
-                evaluated = time.perf_counter()
-                test = evaluate(model, data.test, config.eval_batch, free_steps=config.free_steps)
-                if not math.isfinite(test["loss"]):
-                    raise _Diverged(epoch, "the end-of-epoch evaluation",
-                                    f"the test loss is {test['loss']}")
-            except _Diverged as error:
-                raise RunError(_divergence_message(error, run, config, epoch - 1)) from None
-            record = {"epoch": epoch, "step": schedule.steps_taken, "algorithm": config.algorithm,
-                      **({"scheme": config.scheme} if config.algorithm == "ep" else {}),
-                      "train_loss": record["train_loss"], "train_acc": record["train_acc"],
-                      "test_loss": test["loss"], "test_acc": test["acc"],
-                      **({"test_top5": test["top5"]} if test["top5"] is not None else {}),
-                      "lr": record["lr"], "seconds": time.perf_counter() - started,
-                      "train_seconds": record["train_seconds"],
-                      "eval_seconds": time.perf_counter() - evaluated,
-                      "train_examples_per_s": record["train_examples_per_s"]}
-            history.append(record)
-            payload = {
-                "epoch": epoch, "step": schedule.steps_taken, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-                "config": config.model_dump(mode="json"), "source_sha256": source_hash,
-                "model_name": model.NAME, "param_shapes": parameter_shapes(model),
-                "pc": {"file": pc_file, "text": pc_text, "sets": list(sets)},
-                "metrics": history, "data": data_record, "pcdsl_version": pcdsl.__version__}
-            try:
-                save_checkpoint(run.epoch_checkpoint(epoch), payload)
-                # a copy, not a hard link: one damaged file must leave the other to resume from
-                atomic_copy(run.epoch_checkpoint(epoch), run.last)
-                append_metrics(run.metrics_file, record)
-            except OSError as error:     # a full disk, a folder made read-only under the run
-                kept = (f"{run.last} still holds epoch {epoch - 1}" if epoch > 1 or done else "no checkpoint was written")
-                raise RunError(f"cannot save epoch {epoch} in {run.root}: {_os_error_text(error)}; {kept}, "
-                               "and --resume continues from it once there is room") from None
-            if config.keep_checkpoints:
-                _prune_checkpoints(run, epoch, config.keep_checkpoints)
-            log(_epoch_summary(record, last_epoch))
+        with _stopping_on_signals(stop):
+            for epoch in range(done + 1, last_epoch + 1):
+                if stop.signal is not None:       # arrived during the last evaluation: its checkpoint stands
+                    raise _Stopped(stop.signal, None)
+                started = time.perf_counter()
+                start = resume_at if resume_at is not None and resume_at.epoch == epoch else None
+                try:
+                    record = _train_epoch(model, step, update, schedule, config, data, epoch,
+                                          last_epoch, log, progress, start, save_midway, stop)
+                    evaluated = time.perf_counter()
+                    test = evaluate(model, data.test, config.eval_batch, free_steps=config.free_steps)
+                    if not math.isfinite(test["loss"]):
+                        raise _Diverged(epoch, "the end-of-epoch evaluation",
+                                        f"the test loss is {test['loss']}")
+                except _Diverged as error:
+                    raise RunError(_divergence_message(error, run, config, epoch - 1)) from None
+                record = {"epoch": epoch, "step": schedule.steps_taken, "algorithm": config.algorithm,
+                          **({"scheme": config.scheme} if config.algorithm == "ep" else {}),
+                          "train_loss": record["train_loss"], "train_acc": record["train_acc"],
+                          "test_loss": test["loss"], "test_acc": test["acc"],
+                          **({"test_top5": test["top5"]} if test["top5"] is not None else {}),
+                          "lr": record["lr"], "seconds": time.perf_counter() - started,
+                          "train_seconds": record["train_seconds"],
+                          "eval_seconds": time.perf_counter() - evaluated,
+                          "train_examples_per_s": record["train_examples_per_s"]}
+                history.append(record)
+                try:
+                    save_checkpoint(run.epoch_checkpoint(epoch), payload(epoch, None))
+                    # a copy, not a hard link: one damaged file must leave the other to resume from
+                    atomic_copy(run.epoch_checkpoint(epoch), run.last)
+                    append_metrics(run.metrics_file, record)
+                except OSError as error:     # a full disk, a folder made read-only under the run
+                    kept = (f"{run.last} still holds epoch {epoch - 1}" if epoch > 1 or done else "no checkpoint was written")
+                    raise RunError(f"cannot save epoch {epoch} in {run.root}: {_os_error_text(error)}; {kept}, "
+                                   "and --resume continues from it once there is room") from None
+                if config.keep_checkpoints:
+                    _prune_checkpoints(run, epoch, config.keep_checkpoints)
+                log(_epoch_summary(record, last_epoch))
+    except _Stopped as stopped:
+        where = (f"epoch {stopped.position.epoch} after batch {stopped.position.batches}" if stopped.position
+                 else f"the end of epoch {history[-1]['epoch'] if history else 0}")
+        message = (f"stopped by {stopped.signal_name} at {where}: {run.last} holds that point; "
+                   f"continue with --resume (the same command, --resume added)")
+        log(message)
+        raise TrainingInterrupted(message, history, stopped.signal_name) from None
     except KeyboardInterrupt:
         saved = history[-1]["epoch"] if history else 0
         kept = (f"{run.last} holds epoch {saved}; continue with --resume" if saved

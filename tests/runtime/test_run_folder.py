@@ -76,3 +76,22 @@ def test_a_full_disk_is_a_user_error_that_keeps_the_last_checkpoint(tmp_path, mo
     with pytest.raises(RunError, match=r"cannot save epoch 2 .*No space left on device.*still holds epoch 1"):
         run(out, config(epochs=2), data, resume=True)
     assert (out / "checkpoints" / "last.pt").read_bytes() == last
+
+
+def test_half_written_files_of_a_killed_run_are_removed_on_resume(tmp_path):
+    out = tmp_path / "run"
+    run(out, config(epochs=1))
+    stale = [out / "checkpoints" / ".epoch_002.pt.tmp-999999", out / ".metrics.jsonl.tmp-999998"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    (out / "checkpoints" / "notes.tmp").write_text("not ours")
+    run(out, config(epochs=2), resume=True)
+    assert not any(path.exists() for path in stale)
+    assert (out / "checkpoints" / "notes.tmp").read_text() == "not ours"
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_user_error(tmp_path):
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(RunError, match=r"cannot use .*notes/run for the run: Not a directory"):
+        run(tmp_path / "notes" / "run", config(epochs=1))
+    assert (tmp_path / "notes").read_text() == "mine"

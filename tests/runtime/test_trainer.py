@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -223,10 +225,15 @@ class InterruptedSplit:
     def __len__(self):
         return len(self.inner)
 
-    def batches(self, batch_size, *, shuffle, seed=0, epoch=0):
-        for number, item in enumerate(self.inner.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch)):
+    signal: int | None = None     # send this signal to the process instead of raising
+
+    def batches(self, batch_size, *, shuffle, seed=0, epoch=0, start=0):
+        items = self.inner.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, start=start)
+        for number, item in enumerate(items, start=start):
             if (epoch, number) == (self.epoch, self.batch):
-                raise KeyboardInterrupt
+                if self.signal is None:
+                    raise KeyboardInterrupt
+                os.kill(os.getpid(), self.signal)
             yield item
 
 
@@ -323,3 +330,45 @@ def test_resume_never_restarts_a_run_with_history(tmp_path):
     with pytest.raises(RunError, match="records trained epochs"):
         run(out, config(epochs=2), data, resume=True)
     assert tree(out) == before
+
+
+def test_a_mid_epoch_checkpoint_resumes_at_its_batch_exactly(tmp_path):
+    """checkpoint_steps=3: killed (Ctrl-C) at batch 5 of epoch 2, the run loses at most the 2
+    steps since the checkpoint at batch 3; resumed, its weights and metrics equal a run never
+    stopped."""
+    data = gaussian_clusters(n_train=256, n_test=64)
+    cfg = config(epochs=2, checkpoint_steps=3)
+    straight = run(tmp_path / "straight", cfg, data)
+    with pytest.raises(TrainingInterrupted):
+        run(tmp_path / "run", cfg, replace(data, train=InterruptedSplit(data.train, epoch=1, batch=5)))
+    inside = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert inside["epoch"] == 1 and inside["position"]["epoch"] == 2 and inside["position"]["batches"] == 3
+    lines = []
+    resumed = run(tmp_path / "run", cfg, data, resume=True, lines=lines)
+    assert any("batch 3 of epoch 2" in line for line in lines), lines
+    ours = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    theirs = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    for a, b in zip(resumed, straight):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert {k: v for k, v in a.items() if k not in TIMING_KEYS | {"train_loss"}} == \
+            {k: v for k, v in b.items() if k not in TIMING_KEYS | {"train_loss"}}
+
+
+@pytest.mark.parametrize("kind", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_with_a_checkpoint_where_it_stopped(tmp_path, kind):
+    data = gaussian_clusters(n_train=256, n_test=64)
+    cfg = config(epochs=2)
+    straight = run(tmp_path / "straight", cfg, data)
+    stopping = replace(data, train=InterruptedSplit(data.train, epoch=1, batch=4, signal=kind))
+    with pytest.raises(TrainingInterrupted) as caught:
+        run(tmp_path / "run", cfg, stopping)
+    assert caught.value.signal == signal.Signals(kind).name and "--resume" in str(caught.value)
+    inside = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["position"]
+    assert (inside["epoch"], inside["batches"]) == (2, 5)       # the step under way when it came finished
+    assert signal.getsignal(kind) is not None and signal.getsignal(signal.SIGTERM) != signal.SIG_IGN
+    resumed = run(tmp_path / "run", cfg, data, resume=True)
+    ours = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    theirs = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert [r["test_acc"] for r in resumed] == [r["test_acc"] for r in straight]

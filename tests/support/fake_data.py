@@ -23,10 +23,12 @@ class ArraySplit:
         return int(self.y.shape[0])
 
     def batches(self, batch_size: int, *, shuffle: bool, seed: int = 0,
-                epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(1_000_003 * seed + epoch)
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for number, indices in enumerate(order.split(batch_size)):
+            if number < start:
+                continue
             x, y = self.x[indices], self.y[indices]
             if number == 0:
                 self.served.append((seed, epoch, x.clone(), y.clone()))
