@@ -126,6 +126,28 @@ def probe_image(path: str) -> tuple[int, int, int]:
         raise DataError(f"{path}: could not read image ({type(exc).__name__}: {exc})") from None
 
 
+# what a whole JPEG or PNG ends with: a file cut short in a copy does not
+_ENDINGS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
+
+
+def check_image_file(path: str) -> None:
+    """Cheap, without decoding the pixels: the header opens, and a JPEG or PNG ends with its
+    end marker (within its last 4 KB: some writers pad)."""
+    probe_image(path)
+    ending = _ENDINGS.get(Path(path).suffix.lower())
+    if ending is None:
+        return
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            tail = handle.read()
+    except OSError as exc:
+        raise DataError(f"{path}: could not read image ({exc.strerror or exc})") from None
+    if ending not in tail:
+        raise DataError(f"{path}: the image file is truncated (it lacks the end-of-image marker)")
+
+
 def decode_image(path: str, plan: DecodePlan) -> np.ndarray:
     """uint8 [C, H, W] of one file: converted to L or RGB, resized (bilinear) if needed."""
     size = (plan.width, plan.height)
@@ -196,6 +218,20 @@ class ImageFiles:
 
     def subset(self, indices: torch.Tensor) -> "ImageFiles":
         return ImageFiles(self.listing.subset(indices.numpy()), self.plan, self.workers)
+
+    def check_readable(self, every_header: bool, sample: int, seed: int = 0) -> int:
+        """Find unreadable files before training spends an epoch on them: every file's header
+        and end marker (every_header), and `sample` files decoded in full; a bad one raises a
+        DataError naming it. Returns how many files were looked at."""
+        count = len(self.listing)
+        if every_header:
+            for i in range(count):
+                check_image_file(self.listing.path(i))
+        chosen = np.random.default_rng(seed).choice(count, size=min(sample, count), replace=False)
+        for i in sorted(int(i) for i in chosen):
+            check_image_file(self.listing.path(i))      # Pillow decodes some truncated files without a word
+            decode_image(self.listing.path(i), self.plan)
+        return count if every_header else len(chosen)
 
     @property
     def fully_cached(self) -> bool:

@@ -148,3 +148,16 @@ class DataSplits:
     num_classes: int
     classes: list[str]
     description: str       # one line for logs: "MNIST idx (path): 60000 train / 10000 test, ..."
+
+    def check_readable(self, sample: int = 64) -> str | None:
+        """Before training: every test file's header and end marker, and `sample` files of each
+        split decoded in full, so that a corrupt image is an error naming it before an epoch is
+        spent (a corrupt *training* image is then found at its batch, named, with the run's
+        last checkpoint kept). None when the data are in memory (nothing to check), else a line
+        for the log."""
+        checked = []
+        for name, split, every_header in (("test", self.test, True), ("train", self.train, False)):
+            check = getattr(split.source, "check_readable", None)
+            if check is not None:
+                checked.append(f"{check(every_header, sample)} {name}")
+        return f"checked {' and '.join(checked)} image files before training" if checked else None

@@ -414,6 +414,9 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
 
     model = build_model(load_model_class(model_cls_source), config)
     _check_fit(model, data)
+    checked = data.check_readable() if hasattr(data, "check_readable") else None
+    if checked:
+        log(checked)
     initial_weights = weights_sha256(model)
     target = _pick_device(device)
     model.to(target)

@@ -208,3 +208,43 @@ def test_large_jpeg_is_downscaled_close_to_a_full_decode(tmp_path, make_image):
         oracle = np.array(full.convert("RGB").resize((32, 24), Image.Resampling.BILINEAR))
     diff = (x[0] * 255 - torch.from_numpy(oracle).permute(2, 0, 1).float()).abs()
     assert x.shape == (1, 3, 24, 32) and float(diff.mean()) < 3
+
+
+# -- unreadable files found before training (issue #7) ----------------------------------------
+def _truncate(path):
+    """Cut the file short as an interrupted copy does: the header stays, the end goes."""
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) - 16])
+
+
+def test_a_truncated_test_image_is_named_before_training(image_folder):
+    root, _ = image_folder
+    bad = root / "test" / "a_dog" / "001.png"
+    _truncate(bad)
+    data = load_data(str(root), (3, 6, 8), workers=0)
+    with pytest.raises(DataError, match=r"001\.png: the image file is truncated"):
+        data.check_readable()
+
+
+def test_a_test_file_that_is_not_an_image_is_named_before_training(image_folder):
+    root, _ = image_folder
+    bad = root / "test" / "b_cat" / "000.png"
+    bad.write_bytes(b"not an image at all")
+    data = load_data(str(root), (3, 6, 8), workers=0)
+    with pytest.raises(DataError, match=r"000\.png: could not read image"):
+        data.check_readable()
+
+
+def test_a_corrupt_training_image_in_the_sample_is_named(image_folder):
+    root, _ = image_folder
+    for path in (root / "train").rglob("*.png"):      # every one: the sample must meet one
+        _truncate(path)
+    data = load_data(str(root), (3, 6, 8), workers=0)
+    with pytest.raises(DataError, match=r"train/.*\.png: the image file is truncated"):
+        data.check_readable()
+
+
+def test_readable_folders_pass_and_say_what_was_checked(image_folder):
+    root, _ = image_folder
+    data = load_data(str(root), (3, 6, 8), workers=0)
+    assert data.check_readable() == "checked 4 test and 6 train image files before training"

@@ -95,3 +95,21 @@ def test_an_output_folder_that_cannot_be_made_is_a_user_error(tmp_path):
     with pytest.raises(RunError, match=r"cannot use .*notes/run for the run: Not a directory"):
         run(tmp_path / "notes" / "run", config(epochs=1))
     assert (tmp_path / "notes").read_text() == "mine"
+
+
+def test_unreadable_data_is_found_before_the_first_epoch_and_leaves_no_folder(tmp_path):
+    from pcdsl.data import DataError
+
+    class CheckedSplits:
+        """Fake data whose up-front check finds a corrupt file (pcdsl.data.DataSplits does it
+        for image folders: every test header, a decoded sample of each split)."""
+        def __init__(self, inner):
+            self.__dict__.update(vars(inner))
+
+        def check_readable(self):
+            raise DataError("val/n01440764/x.JPEG: the image file is truncated")
+
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match="x.JPEG"):
+        run(out, config(epochs=1), CheckedSplits(gaussian_clusters(64, 32)))
+    assert not out.exists()
