@@ -137,10 +137,13 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--lean-memory", is_flag=True,
               help="EP: form each nudged phase's parameter products when it ends (about 23%% less "
                    "activation memory on VGG10; docs/benchmarks.md).")
+@click.option("--stop-on-divergence", is_flag=True,
+              help="Stop a run whose loss has exploded or whose accuracy fell back to chance for "
+                   "`divergence_steps` steps (it is always reported).")
 @_set_option
 @reports_errors
 def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, compile_step, channels_last,
-          cuda_graphs, lean_memory, set_items):
+          cuda_graphs, lean_memory, stop_on_divergence, set_items):
     """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp)."""
     from ..data import load_data_for
     from ..pipeline import compile_file
@@ -150,6 +153,8 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
         items.append(f"algorithm={algorithm}")
     if epochs is not None:
         items.append(f"epochs={epochs}")
+    if stop_on_divergence:
+        items.append("stop_on_divergence=true")
     compiled = compile_file(model_file, items)
     config = compiled.ir.train
     out = Path(out_dir) if out_dir else _default_run_dir(f"{compiled.ir.name}-{config.algorithm}", resume)

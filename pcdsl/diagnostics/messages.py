@@ -157,7 +157,8 @@ SUM_OUTSIDE = _m("E307", "sum(...) inside a tensor expression",
 # -- E4xx: the train block --------------------------------------------------------------------
 UNKNOWN_SETTING = _m("E401", "unknown train setting `{name}`",
                      "The train block accepts: " "ep, bp, relax, sgd, cosine, constant, init, init_gain, augment, "
-                     "normalize, batch, eval_batch, epochs, seed, pad, keep_checkpoints, precision, checkpoint_steps, checkpoint_minutes.")
+                     "normalize, batch, eval_batch, epochs, seed, pad, keep_checkpoints, precision, checkpoint_steps, checkpoint_minutes, "
+                     "divergence_steps, stop_on_divergence.")
 UNKNOWN_SETTING_ARG = _m("E402", "`{setting}` has no argument `{key}`",
                          "A train setting got a keyword it does not know.")
 BAD_SETTING_VALUE = _m("E403", "invalid value for `{key}`: {problem}",

@@ -55,6 +55,10 @@ class TrainConfig(BaseModel):
     checkpoint_steps: int = Field(0, ge=0, description="a checkpoint every N steps inside an epoch (0: off)")
     checkpoint_minutes: float = Field(10.0, ge=0, description="a checkpoint every M minutes inside an "
                                       "epoch (0: off)")
+    # a run failing with finite numbers (the loss 10x its best, or the accuracy back at chance)
+    # for this many steps is reported (0: never checked); stop_on_divergence also stops it
+    divergence_steps: int = Field(500, ge=0, description="steps a failing run is watched before it is reported")
+    stop_on_divergence: bool = False
 
     # initialisation: U(-c, c), c = gain * sqrt(1 / fan); per-state gains override `init_gain`
     init_gain: float = Field(1.0, gt=0)

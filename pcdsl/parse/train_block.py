@@ -33,7 +33,7 @@ CALL_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "normalize": ({}, {"mean": "mean", "std": "std"}),
 }
 VALUE_SETTINGS = ("batch", "eval_batch", "epochs", "seed", "pad", "keep_checkpoints", "precision",
-                  "checkpoint_steps", "checkpoint_minutes")
+                  "checkpoint_steps", "checkpoint_minutes", "divergence_steps", "stop_on_divergence")
 ALL_SETTINGS = list(CALL_SETTINGS) + ["init_gain"] + list(VALUE_SETTINGS)
 
 

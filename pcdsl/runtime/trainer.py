@@ -43,6 +43,7 @@ from pcdsl.runtime.evaluate import evaluate
 from pcdsl.runtime.loading import load_model_class, source_sha256
 from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, read_metrics, write_metrics
 from pcdsl.runtime.optim import hold_learning_rate, make_optimizer, make_schedule
+from pcdsl.runtime.health import TrainingHealth
 from pcdsl.runtime.progress import EpochProgress
 from pcdsl.runtime.runfolder import RunFolderError, check_output_folder, held_run_folder
 
@@ -55,7 +56,8 @@ CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 # Keys a resumed run may change: neither affects the weights a completed epoch produces.
 # (`epochs` moves the stopping point; the schedule keeps the horizon the run started with.)
-RESUME_MAY_CHANGE = frozenset({"epochs", "eval_batch", "keep_checkpoints", "checkpoint_steps", "checkpoint_minutes"})
+RESUME_MAY_CHANGE = frozenset({"epochs", "eval_batch", "keep_checkpoints", "checkpoint_steps", "checkpoint_minutes",
+                               "divergence_steps", "stop_on_divergence"})
 
 
 class RunError(Exception):
@@ -227,6 +229,9 @@ def _newest_readable_checkpoint(run: RunDir, log: Callable[[str], None]) -> dict
     return None
 
 
+HEALTH_WINDOW = 50     # steps per training-health verdict (and an epoch's last, shorter, window)
+
+
 def _position(checkpoint: dict | None) -> EpochPosition | None:
     recorded = (checkpoint or {}).get("position")
     if recorded is None:
@@ -288,7 +293,8 @@ def _stopping_on_signals(stop: _Stop) -> Iterator[None]:
 
 def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, config: TrainConfig,
                  data: "DataSplits", epoch: int, last_epoch: int, log, live: bool | None,
-                 start: EpochPosition | None, save_midway: Callable[[EpochPosition], None], stop: _Stop) -> dict:
+                 start: EpochPosition | None, save_midway: Callable[[EpochPosition], None], stop: _Stop,
+                 health: TrainingHealth) -> dict:
     """One pass over the training data, or its rest from `start`; `update` is the optimiser's
     step (compiled or not). A checkpoint is saved inside the epoch (save_midway) as often as
     the config asks, and when a stop was requested (then _Stopped is raised)."""
@@ -300,6 +306,25 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
     lr_used = schedule.current
     started = last_save = time.perf_counter()
     steps_since_save = 0
+    window_start = 0           # index into this epoch's lists where the health window began
+
+    def watch(closing: bool) -> None:
+        """The health verdict on the window of steps since window_start (one host read)."""
+        nonlocal window_start
+        count = len(losses) - window_start
+        if not config.divergence_steps or count == 0 or (count < HEALTH_WINDOW and not closing):
+            return
+        window = slice(window_start, len(losses))
+        examples = sum(sizes[window])
+        loss = float((torch.stack(losses[window]).cpu() * torch.tensor(sizes[window])).sum()) / examples
+        acc = int(torch.stack(hits[window]).sum()) / examples
+        last = schedule.steps_taken
+        window_start = len(losses)
+        message = health.observe(loss, acc, last - count + 1, last, float(losses[window.start]))
+        if message:
+            log(f"warning: {message}")
+            if config.stop_on_divergence:
+                raise _Diverged(epoch, f"step {last}", message)
 
     def position(done: int) -> EpochPosition:
         loss_sum = float((torch.stack(losses).cpu() * torch.tensor(sizes)).sum()) if losses else 0.0
@@ -325,14 +350,17 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             sizes.append(label.shape[0])
             progress.update(result.loss)
             steps_since_save += 1
+            watch(closing=False)
             due = ((config.checkpoint_steps and steps_since_save >= config.checkpoint_steps)
                    or (config.checkpoint_minutes and time.perf_counter() - last_save >= 60 * config.checkpoint_minutes))
-            if stop.signal is not None or (due and number < batches):
+            # a failing run does not overwrite last.pt inside an epoch: it keeps a point from before
+            if stop.signal is not None or (due and number < batches and not health.failing):
                 reached = position(number)
                 save_midway(reached)
                 if stop.signal is not None:
                     raise _Stopped(stop.signal, reached)
                 steps_since_save, last_save = 0, time.perf_counter()
+    watch(closing=True)
     reached = position(batches)
     return {"train_loss": reached.loss_sum / reached.seen, "train_acc": reached.hits / reached.seen,
             "lr": lr_used, "train_seconds": reached.seconds,
@@ -355,15 +383,21 @@ def _epoch_summary(record: dict, last_epoch: int) -> str:
     return text + f"  lr {record['lr']:.3g}  {record['seconds']:.3g} s"
 
 
-def _divergence_message(error: _Diverged, run: RunDir, config: TrainConfig,
-                        good_epoch: int) -> str:
+def _divergence_message(error: _Diverged, run: RunDir, config: TrainConfig, good_epoch: int,
+                        failing_since: int | None, batches_per_epoch: int) -> str:
     if config.algorithm == "ep":
         advice = (f"Try a smaller lr (now {config.lr:g}) or beta (now {config.beta:g}), or more "
                   f"relaxation steps (now {config.steps})")
     else:
         advice = f"Try a smaller lr (now {config.lr:g})"
-    kept = (f"the last good checkpoint, epoch {good_epoch}, is {run.last} (unchanged)"
-            if good_epoch else "no checkpoint was written (it diverged in the first epoch)")
+    if failing_since is not None:
+        # failing with finite numbers for a while: epoch ends may have passed since it began
+        before = (failing_since - 1) // batches_per_epoch
+        kept = (f"the newest checkpoint from before it began is {run.epoch_checkpoint(before)} (copy it over "
+                f"{run.last} to resume from there)" if before else "it began in the first epoch")
+    else:
+        kept = (f"the last good checkpoint, epoch {good_epoch}, is {run.last} (unchanged)"
+                if good_epoch else "no checkpoint was written (it diverged in the first epoch)")
     return (f"training diverged at epoch {error.epoch}, {error.where}: {error.reason}. "
             f"{advice}; {kept}.")
 
@@ -491,6 +525,8 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
 
     resume_at = _position(checkpoint)
     stop = _Stop()
+    health = TrainingHealth(model.NUM_CLASSES if data.num_classes <= 1 else data.num_classes, config.divergence_steps)
+    failing_epoch = None      # the epoch in which the present failing stretch began
     try:
         with _stopping_on_signals(stop):
             for epoch in range(done + 1, last_epoch + 1):
@@ -500,14 +536,15 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                 start = resume_at if resume_at is not None and resume_at.epoch == epoch else None
                 try:
                     record = _train_epoch(model, step, update, schedule, config, data, epoch,
-                                          last_epoch, log, progress, start, save_midway, stop)
+                                          last_epoch, log, progress, start, save_midway, stop, health)
                     evaluated = time.perf_counter()
                     test = evaluate(model, data.test, config.eval_batch, free_steps=config.free_steps)
                     if not math.isfinite(test["loss"]):
                         raise _Diverged(epoch, "the end-of-epoch evaluation",
                                         f"the test loss is {test['loss']}")
                 except _Diverged as error:
-                    raise RunError(_divergence_message(error, run, config, epoch - 1)) from None
+                    raise RunError(_divergence_message(error, run, config, epoch - 1, health.failing_since,
+                                                       batches_per_epoch)) from None
                 record = {"epoch": epoch, "step": schedule.steps_taken, "algorithm": config.algorithm,
                           **({"scheme": config.scheme} if config.algorithm == "ep" else {}),
                           "train_loss": record["train_loss"], "train_acc": record["train_acc"],
