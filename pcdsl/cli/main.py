@@ -50,8 +50,7 @@ def reports_errors(command):
             click.echo(err.render(), err=True)
             sys.exit(1)
         except _user_errors() as err:
-            if hasattr(err, "metrics"):      # a training run stopped by a signal: its checkpoint is saved
-                click.echo(str(err), err=True)
+            if hasattr(err, "metrics"):      # a training run stopped (its log has said how to go on)
                 sys.exit(143 if getattr(err, "signal", None) == "SIGTERM" else 130)
             click.echo(f"error: {err}", err=True)
             sys.exit(1)

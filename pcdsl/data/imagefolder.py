@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -127,14 +128,20 @@ def probe_image(path: str) -> tuple[int, int, int]:
 
 
 # what a whole JPEG or PNG ends with: a file cut short in a copy does not
-_ENDINGS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
+_ENDINGS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 
 
 def check_image_file(path: str) -> None:
-    """Cheap, without decoding the pixels: the header opens, and a JPEG or PNG ends with its
-    end marker (within its last 4 KB: some writers pad)."""
-    probe_image(path)
-    ending = _ENDINGS.get(Path(path).suffix.lower())
+    """Cheap, mostly without decoding: the header opens, and a JPEG or PNG (by its content, not
+    its name) ends with its end marker within its last 4 KB; a file without one is decoded in
+    full and refused only if that fails (a copy cut short in its pixels), so trailing data or a
+    lost trailer after complete pixels pass."""
+    try:
+        with Image.open(path) as image:
+            kind = image.format
+    except Exception as exc:      # Pillow raises many types; all mean "unreadable"
+        raise DataError(f"{path}: could not read image ({type(exc).__name__}: {exc})") from None
+    ending = _ENDINGS.get(kind)
     if ending is None:
         return
     try:
@@ -144,8 +151,13 @@ def check_image_file(path: str) -> None:
             tail = handle.read()
     except OSError as exc:
         raise DataError(f"{path}: could not read image ({exc.strerror or exc})") from None
-    if ending not in tail:
-        raise DataError(f"{path}: the image file is truncated (it lacks the end-of-image marker)")
+    if ending in tail:
+        return
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as exc:
+        raise DataError(f"{path}: the image file is truncated ({type(exc).__name__}: {exc})") from None
 
 
 def decode_image(path: str, plan: DecodePlan) -> np.ndarray:
@@ -195,6 +207,14 @@ class ImageFileDataset(Dataset):
         return batch, None
 
 
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """A scheduler's SIGTERM (or Ctrl-C) reaches the whole process group: a decoding worker that
+    died of it would make torch raise in the trainer before it could save its checkpoint. The
+    workers ignore both; the trainer stops them when it is done."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _as_is(item):
     # batch_size=None DataLoader: each dataset item is already a batch, keep it untouched
     return item
@@ -229,7 +249,7 @@ class ImageFiles:
                 check_image_file(self.listing.path(i))
         chosen = np.random.default_rng(seed).choice(count, size=min(sample, count), replace=False)
         for i in sorted(int(i) for i in chosen):
-            check_image_file(self.listing.path(i))      # Pillow decodes some truncated files without a word
+            check_image_file(self.listing.path(i))
             decode_image(self.listing.path(i), self.plan)
         return count if every_header else len(chosen)
 
@@ -273,7 +293,8 @@ class ImageFiles:
             replies = (dataset[request] for request in requests)
         else:
             replies = iter(DataLoader(dataset, batch_size=None, sampler=requests,
-                                      num_workers=workers, collate_fn=_as_is))
+                                      num_workers=workers, collate_fn=_as_is,
+                                      worker_init_fn=_leave_stop_signals_to_the_trainer))
         try:
             for (pixels, error), request_sizes in zip(replies, sizes):
                 if error is not None:

@@ -3,9 +3,11 @@
 #
 # `held_run_folder` takes an exclusive advisory lock (flock) on RUNDIR/.pcdsl-lock for as long as
 # a run writes there; a second trainer on the same folder is refused with the holder's pid, host
-# and start time. The kernel drops the lock when its process dies, so a killed run never leaves
-# the folder locked. A folder the run itself created is removed again when the run fails before
-# writing anything into it, and half-written files a killed run left are removed when it is taken.
+# and start time. The kernel drops the lock when its process dies (and its forked data workers,
+# which share the open file and notice their parent's death within seconds), so a killed run
+# never leaves the folder locked. A folder the run itself created is removed again when the run fails before
+# writing anything into it; half-written files a killed run left are removed once the run may
+# write there.
 #
 # `check_output_folder` refuses targets that are not a run's own folder: the filesystem root, the
 # home folder, the current folder or one of its parents (where model.py, config.json and
@@ -56,28 +58,29 @@ def held_run_folder(root: Path) -> Iterator[None]:
         handle = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise RunFolderError(f"cannot use {root} for the run: {error.strerror or error}") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(handle, 512).decode("utf-8", errors="replace").strip() or "holder unknown"
+            os.close(handle)      # not ours: neither the lock file nor the folder is touched
+            raise RunFolderError(f"{root} is in use by another run ({holder}); wait for it to end, or "
+                                 "choose another output folder. Nothing was changed.") from None
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(handle, 512).decode("utf-8", errors="replace").strip() or "holder unknown"
-                raise RunFolderError(f"{root} is in use by another run ({holder}); wait for it to end, or "
-                                     "choose another output folder. Nothing was changed.") from None
         os.ftruncate(handle, 0)
         since = datetime.datetime.now().isoformat(timespec="seconds")
         os.write(handle, f"pcdsl train, pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode())
-        _remove_stale_temporaries(root)
         yield
     finally:
-        os.close(handle)        # releases the lock
         if created:
-            _remove_if_unused(root)
+            _remove_if_unused(root)       # while the lock is still held
+        os.close(handle)                  # releases the lock
 
 
-def _remove_stale_temporaries(root: Path) -> None:
-    """Half-written files of a run killed mid-write (half a gigabyte for a VGG10 checkpoint):
-    with the folder held, no other writer can be filling them."""
+def remove_stale_temporaries(root: Path) -> None:
+    """Half-written files of a run killed mid-write (half a gigabyte for a VGG10 checkpoint);
+    call it holding the folder, once the run may write there: no other writer can be filling
+    them."""
     for folder in (root, root / "checkpoints"):
         for leftover in folder.glob(TEMPORARY_PATTERN) if folder.is_dir() else ():
             try:

@@ -118,9 +118,13 @@ class TrainStep:
     caller takes it otherwise. The step holds the optimiser's momentum buffers and learning-rate
     tensor as they are when it is made: load the optimiser's state before making it."""
 
-    def __init__(self, model, config: TrainConfig, options: StepOptions = StepOptions(), optimizer=None):
+    def __init__(self, model, config: TrainConfig, options: StepOptions = StepOptions(), optimizer=None,
+                 batch: int | None = None):
         self.model, self.config, self.options = model, config, options
-        self._batch = None
+        # the batch size the compiled program is for: `batch` (the trainer passes the config's,
+        # so that a run resumed at an epoch's short last batch does not compile for that one),
+        # else the first batch seen
+        self._batch = batch
         mode = "reduce-overhead" if options.cuda_graphs else None
         self._fused_update = False
         if config.algorithm == "ep":

@@ -45,7 +45,7 @@ from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, read_metrics, wr
 from pcdsl.runtime.optim import hold_learning_rate, make_optimizer, make_schedule
 from pcdsl.runtime.health import TrainingHealth
 from pcdsl.runtime.progress import EpochProgress
-from pcdsl.runtime.runfolder import RunFolderError, check_output_folder, held_run_folder
+from pcdsl.runtime.runfolder import RunFolderError, check_output_folder, held_run_folder, remove_stale_temporaries
 
 if TYPE_CHECKING:
     from pcdsl.data import DataSplits
@@ -354,12 +354,14 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             due = ((config.checkpoint_steps and steps_since_save >= config.checkpoint_steps)
                    or (config.checkpoint_minutes and time.perf_counter() - last_save >= 60 * config.checkpoint_minutes))
             # a failing run does not overwrite last.pt inside an epoch: it keeps a point from before
-            if stop.signal is not None or (due and number < batches and not health.failing):
+            if (stop.signal is not None or (due and number < batches)) and not health.failing:
                 reached = position(number)
                 save_midway(reached)
                 if stop.signal is not None:
                     raise _Stopped(stop.signal, reached)
                 steps_since_save, last_save = 0, time.perf_counter()
+            elif stop.signal is not None:       # failing: last.pt keeps its point from before
+                raise _Stopped(stop.signal, None)
     watch(closing=True)
     reached = position(batches)
     return {"train_loss": reached.loss_sum / reached.seen, "train_acc": reached.hits / reached.seen,
@@ -409,7 +411,7 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     """Train the generated model in `out_dir`; return the metrics of every completed epoch of
     the run. The folder must be the run's own (runfolder.check_output_folder) and is held for
     the run (a second run on it is refused). Options: see _train_in_folder."""
-    root = Path(out_dir)
+    root = Path(out_dir).expanduser()     # the path checked is the path written
     try:
         check_output_folder(root)
         with held_run_folder(root):
@@ -445,6 +447,7 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
         raise RunError(f"{run.root} already holds a file named {pc_file}, where the run would keep its model "
                        "file; choose another output folder. Nothing was changed.")
     checkpoint = _checkpoint_to_resume(run, model_cls_source, config, data, log) if resume else None
+    remove_stale_temporaries(run.root)     # the folder is this run's now
 
     model = build_model(load_model_class(model_cls_source), config)
     _check_fit(model, data)
@@ -500,7 +503,7 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                                                ("channels_last", options.channels_last)) if on)
     log(f"training {model.NAME} ({n_params:,} parameters) with {what} on {target.type}"
         f"{f' ({switches})' if switches else ''}; data: {data.description}; run: {run.root}")
-    step = TrainStep(model, config, options, optimizer)
+    step = TrainStep(model, config, options, optimizer, batch=min(config.batch, len(data.train)))
     update = torch.compile(optimizer.step) if options.compile else optimizer.step
 
     def payload(epoch_done: int, position: EpochPosition | None) -> dict:
@@ -568,10 +571,13 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                     _prune_checkpoints(run, epoch, config.keep_checkpoints)
                 log(_epoch_summary(record, last_epoch))
     except _Stopped as stopped:
-        where = (f"epoch {stopped.position.epoch} after batch {stopped.position.batches}" if stopped.position
-                 else f"the end of epoch {history[-1]['epoch'] if history else 0}")
-        message = (f"stopped by {stopped.signal_name} at {where}: {run.last} holds that point; "
-                   f"continue with --resume (the same command, --resume added)")
+        if stopped.position is not None:
+            kept = (f"at epoch {stopped.position.epoch} after batch {stopped.position.batches}: {run.last} holds "
+                    "that point")
+        else:
+            kept = (f"during epoch {(history[-1]['epoch'] if history else 0) + 1}: {run.last} holds the last point "
+                    "saved before" if run.last.exists() else "before any checkpoint was saved")
+        message = f"stopped by {stopped.signal_name} {kept}; continue with --resume (the same command, --resume added)"
         log(message)
         raise TrainingInterrupted(message, history, stopped.signal_name) from None
     except KeyboardInterrupt:
@@ -656,7 +662,9 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
     result = evaluate(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps)
     return {**result, "epoch": checkpoint["epoch"], "checkpoint": str(checkpoint_path),
             "data": data.description, "examples": len(data.test),
-            "same_module": source_sha256(source) == checkpoint["source_sha256"]}
+            "same_module": source_sha256(source) == checkpoint["source_sha256"],
+            # a checkpoint from inside an epoch: where in the next epoch its weights are
+            **({"inside_epoch": checkpoint["position"]} if checkpoint.get("position") else {})}
 
 
 def _regenerated_source(run: RunDir, checkpoint: dict, checkpoint_path: Path) -> str:
