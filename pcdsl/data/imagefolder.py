@@ -117,14 +117,19 @@ def scan_split(split_dir: Path, train_classes: list[str] | None) -> tuple[FileLi
     return FileListing(class_dirs, np.array(names), np.concatenate(owners)), classes
 
 
-def probe_image(path: str) -> tuple[int, int, int]:
-    """[C, H, W] of an image as stored: C is 1 for grayscale modes, 3 otherwise."""
+def _header(path: str) -> tuple[str | None, str, tuple[int, int]]:
+    """(detected format, mode, (width, height)) from the file's header alone."""
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            return (1 if image.mode in GRAYSCALE_MODES else 3), height, width
+            return image.format, image.mode, image.size
     except Exception as exc:      # Pillow raises many types; all mean "unreadable"
         raise DataError(f"{path}: could not read image ({type(exc).__name__}: {exc})") from None
+
+
+def probe_image(path: str) -> tuple[int, int, int]:
+    """[C, H, W] of an image as stored: C is 1 for grayscale modes, 3 otherwise."""
+    _, mode, (width, height) = _header(path)
+    return (1 if mode in GRAYSCALE_MODES else 3), height, width
 
 
 # what a whole JPEG or PNG ends with: a file cut short in a copy does not
@@ -136,11 +141,7 @@ def check_image_file(path: str) -> None:
     its name) ends with its end marker within its last 4 KB; a file without one is decoded in
     full and refused only if that fails (a copy cut short in its pixels), so trailing data or a
     lost trailer after complete pixels pass."""
-    try:
-        with Image.open(path) as image:
-            kind = image.format
-    except Exception as exc:      # Pillow raises many types; all mean "unreadable"
-        raise DataError(f"{path}: could not read image ({type(exc).__name__}: {exc})") from None
+    kind, _, _ = _header(path)
     ending = _ENDINGS.get(kind)
     if ending is None:
         return

@@ -291,6 +291,14 @@ def _stopping_on_signals(stop: _Stop) -> Iterator[None]:
             signal.signal(kind, action)
 
 
+def _read_sums(losses: list[torch.Tensor], hits: list[torch.Tensor], sizes: list[int]) -> tuple[float, int]:
+    """(summed per-example loss, hits) of some batches, from their device-side batch means and
+    hit counts: one host read."""
+    if not losses:
+        return 0.0, 0
+    return float((torch.stack(losses).cpu() * torch.tensor(sizes)).sum()), int(torch.stack(hits).sum())
+
+
 def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, config: TrainConfig,
                  data: "DataSplits", epoch: int, last_epoch: int, log, live: bool | None,
                  start: EpochPosition | None, save_midway: Callable[[EpochPosition], None], stop: _Stop,
@@ -316,8 +324,8 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             return
         window = slice(window_start, len(losses))
         examples = sum(sizes[window])
-        loss = float((torch.stack(losses[window]).cpu() * torch.tensor(sizes[window])).sum()) / examples
-        acc = int(torch.stack(hits[window]).sum()) / examples
+        loss_sum, hit_count = _read_sums(losses[window], hits[window], sizes[window])
+        loss, acc = loss_sum / examples, hit_count / examples
         last = schedule.steps_taken
         window_start = len(losses)
         message = health.observe(loss, acc, last - count + 1, last, float(losses[window.start]))
@@ -327,9 +335,8 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
                 raise _Diverged(epoch, f"step {last}", message)
 
     def position(done: int) -> EpochPosition:
-        loss_sum = float((torch.stack(losses).cpu() * torch.tensor(sizes)).sum()) if losses else 0.0
-        return EpochPosition(epoch, done, start.seen + sum(sizes), start.loss_sum + loss_sum,
-                             start.hits + (int(torch.stack(hits).sum()) if hits else 0),
+        loss_sum, hit_count = _read_sums(losses, hits, sizes)
+        return EpochPosition(epoch, done, start.seen + sum(sizes), start.loss_sum + loss_sum, start.hits + hit_count,
                              start.seconds + time.perf_counter() - started)
 
     with EpochProgress(epoch, last_epoch, batches, log, live) as progress:

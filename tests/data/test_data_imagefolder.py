@@ -217,21 +217,15 @@ def _truncate(path):
     path.write_bytes(data[:int(len(data) * 0.6)])
 
 
-def test_a_truncated_test_image_is_named_before_training(image_folder):
+@pytest.mark.parametrize("damage,name,message", [
+    (_truncate, "a_dog/001.png", r"001\.png: the image file is truncated"),
+    (lambda path: path.write_bytes(b"not an image at all"), "b_cat/000.png", r"000\.png: could not read image"),
+], ids=["truncated", "not_an_image"])
+def test_a_bad_test_image_is_named_before_training(image_folder, damage, name, message):
     root, _ = image_folder
-    bad = root / "test" / "a_dog" / "001.png"
-    _truncate(bad)
+    damage(root / "test" / name)
     data = load_data(str(root), (3, 6, 8), workers=0)
-    with pytest.raises(DataError, match=r"001\.png: the image file is truncated"):
-        data.check_readable()
-
-
-def test_a_test_file_that_is_not_an_image_is_named_before_training(image_folder):
-    root, _ = image_folder
-    bad = root / "test" / "b_cat" / "000.png"
-    bad.write_bytes(b"not an image at all")
-    data = load_data(str(root), (3, 6, 8), workers=0)
-    with pytest.raises(DataError, match=r"000\.png: could not read image"):
+    with pytest.raises(DataError, match=message):
         data.check_readable()
 
 
