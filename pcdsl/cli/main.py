@@ -41,26 +41,38 @@ def _user_errors():
     return tuple(kinds)
 
 
+def _rank() -> int:
+    """This process's rank when torchrun (or `train --nproc`) started it, else 0."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def reports_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        rank = _rank()
+        # one of several training processes: rank 0 reports the run's errors (the others hold the
+        # same, or rank 0's); what only this process met is reported with its rank
+        who = f"rank {rank}: " if rank else ""
         try:
             return command(*args, **kwargs)
         except PcdslError as err:
-            click.echo(err.render(), err=True)
+            if not rank:
+                click.echo(err.render(), err=True)
             sys.exit(1)
         except _user_errors() as err:
             if hasattr(err, "metrics"):      # a training run stopped (its log has said how to go on)
                 sys.exit(143 if getattr(err, "signal", None) == "SIGTERM" else 130)
-            click.echo(f"error: {err}", err=True)
+            if not (rank and type(err).__name__ == "RunError"):
+                click.echo(f"{who}error: {err}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            if not rank:
+                click.echo("interrupted", err=True)
             sys.exit(130)
         except Exception as err:  # an internal error: short, with a way to see more
             if os.environ.get("PCDSL_DEBUG"):
                 raise
-            click.echo(f"internal error: {type(err).__name__}: {err}\n"
+            click.echo(f"{who}internal error: {type(err).__name__}: {err}\n"
                        "(this is a bug in pcdsl; rerun with PCDSL_DEBUG=1 for the traceback)", err=True)
             sys.exit(2)
     return wrapper
@@ -139,11 +151,22 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--stop-on-divergence", is_flag=True,
               help="Stop a run whose loss has exploded or whose accuracy fell back to chance for "
                    "`divergence_steps` steps (it is always reported).")
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="Train with N processes on this machine (one per GPU; gloo on the CPU), started by "
+                   "torch's launcher as torchrun would; the batch is all processes' together.")
 @_set_option
 @reports_errors
 def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, compile_step, channels_last,
-          cuda_graphs, lean_memory, stop_on_divergence, set_items):
-    """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp)."""
+          cuda_graphs, lean_memory, stop_on_divergence, nproc, set_items):
+    """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp).
+
+    Under torchrun (or with --nproc) the processes train one run together: each takes its share
+    of every batch, rank 0 writes the run folder (docs/architecture.md, "Several processes")."""
+    if nproc is not None and "LOCAL_WORLD_SIZE" not in os.environ:
+        return _launch_local(nproc)
+    if nproc is not None and int(os.environ["LOCAL_WORLD_SIZE"]) != nproc:
+        raise UserError(f"--nproc {nproc}: this process was started as one of {os.environ['LOCAL_WORLD_SIZE']} "
+                        "on its machine by torchrun; drop --nproc under torchrun")
     from ..data import load_data_for
     from ..pipeline import compile_file
     from ..runtime.trainer import train as run_training
@@ -167,6 +190,29 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
                  resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True),
                  compile=compile_step, channels_last=channels_last, cuda_graphs=cuda_graphs,
                  lean_memory=lean_memory, sets=items)
+
+
+def _launch_local(nproc: int) -> None:
+    """`pcdsl train --nproc N`: the same command as N processes of one run on this machine,
+    started and watched by torch's elastic launcher (what torchrun --standalone does); each sees
+    --nproc with the launcher's environment and trains. Exits with the processes' status."""
+    from uuid import uuid4
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    if nproc > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # N processes share the cores rather than each starting a thread per core
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"pcdsl-{uuid4().hex[:12]}",
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    try:
+        elastic_launch(config, sys.executable)("-m", "pcdsl", *sys.argv[1:])
+    except ChildFailedError as error:     # the failing process has said why
+        codes = [failure.exitcode for failure in error.failures.values()]
+        sys.exit(next((code for code in codes if code in (130, 143)), codes[0] if codes else 1))
+    except SignalException as error:       # the launcher stopped the processes on a signal
+        sys.exit(128 + int(error.sigval))
 
 
 def _default_run_dir(name: str, resume: bool) -> Path:

@@ -40,6 +40,12 @@ def batch_indices(count: int, batch_size: int, shuffle: bool,
     return list(order.split(batch_size))
 
 
+def shard_rows(shard: tuple[int, int] | None) -> slice:
+    """The rows of every batch that process `rank` of `size` takes (shard = (rank, size)): every
+    size-th from its rank, so the shards of a batch differ in size by at most one example."""
+    return slice(None) if shard is None else slice(shard[0], None, shard[1])
+
+
 def limited_indices(count: int, limit: int | None, purpose: str) -> torch.Tensor | None:
     """The first `limit` of a fixed seeded shuffle of 0..count-1, in ascending order.
 
@@ -104,15 +110,20 @@ class Split:
         return self.source.labels
 
     def batches(self, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                augment: bool | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                augment: bool | None = None, start: int = 0,
+                shard: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x float32 [B, *input_shape], y int64 [B]); the last batch may be short.
 
         Order and augmentation are functions of (seed, epoch) only, each batch's augmentation of
         (seed, epoch, batch number), so `start` (batches to skip, as a resumed run does) yields
         exactly the rest of the epoch without decoding what it skips. `augment=False` turns the
-        train split's augmentation off (e.g. to measure train accuracy on clean images)."""
-        index_batches = batch_indices(len(self), batch_size, shuffle,
-                                      derived_generator("order", seed, epoch))[start:]
+        train split's augmentation off (e.g. to measure train accuracy on clean images).
+        `shard=(rank, size)`: this process's rows of each batch (shard_rows), transformed
+        exactly as they are in the whole batch; a shard may be empty ([0, ...])."""
+        rows = shard_rows(shard)
+        whole = batch_indices(len(self), batch_size, shuffle, derived_generator("order", seed, epoch))[start:]
+        sizes = [len(indices) for indices in whole]
+        index_batches = [indices[rows] for indices in whole]
         augmenting = (self.augment if augment is None else (augment and self.augment)) and self.transform.augments
         transformed = self._transformed_images() if not augmenting else None
         if transformed is not None:
@@ -120,10 +131,14 @@ class Split:
                 # index_select: the same gather as transformed[indices], several times faster
                 yield transformed.index_select(0, indices), self.source.labels.index_select(0, indices)
             return
-        pixels = self.source.uint8_batches(index_batches)
-        for number, (indices, images) in enumerate(zip(index_batches, pixels), start=start):
+        pixels = self.source.uint8_batches([indices for indices in index_batches if len(indices)])
+        for number, (indices, size) in enumerate(zip(index_batches, sizes), start=start):
+            if not len(indices):
+                yield torch.zeros(0, *self.transform.output_shape), self.source.labels[:0]
+                continue
             augment_with = derived_generator("augment", seed, epoch, number) if augmenting else None
-            yield self.transform(images, augment_with), self.source.labels.index_select(0, indices)
+            yield (self.transform(next(pixels), augment_with, within=(rows, size)),
+                   self.source.labels.index_select(0, indices))
 
 
     def _transformed_images(self) -> torch.Tensor | None:

@@ -23,17 +23,28 @@ def zero_pad(images: torch.Tensor, pad: int) -> torch.Tensor:
     return F.pad(images, (pad, pad, pad, pad))
 
 
-def random_crop(images: torch.Tensor, crop_pad: int, generator: torch.Generator) -> torch.Tensor:
+Within = tuple[slice, int]   # the images are these rows of a batch of that many examples
+
+
+def _rows_of(within: Within | None, batch: int) -> tuple[slice, int]:
+    return within if within is not None else (slice(None), batch)
+
+
+def random_crop(images: torch.Tensor, crop_pad: int, generator: torch.Generator,
+                within: Within | None = None) -> torch.Tensor:
     """Each image: zero-pad by `crop_pad`, then take an H x W window at a random offset.
 
     Offsets are uniform in [0, 2 * crop_pad] per axis and per image (the torchvision RandomCrop
-    convention). The windows are gathered with one advanced-indexing op for the whole batch."""
+    convention). The windows are gathered with one advanced-indexing op for the whole batch.
+    `within`: the images are some rows of a larger batch (a process's shard): the offsets are
+    drawn for the whole batch and these rows' taken, so each image is cropped as it is there."""
     if crop_pad == 0:
         return images
     batch, _, height, width = images.shape
+    mine, drawn = _rows_of(within, batch)
     padded = zero_pad(images, crop_pad)
-    top = torch.randint(0, 2 * crop_pad + 1, (batch,), generator=generator)
-    left = torch.randint(0, 2 * crop_pad + 1, (batch,), generator=generator)
+    top = torch.randint(0, 2 * crop_pad + 1, (drawn,), generator=generator)[mine]
+    left = torch.randint(0, 2 * crop_pad + 1, (drawn,), generator=generator)[mine]
     rows = top[:, None] + torch.arange(height)          # [B, H]
     cols = left[:, None] + torch.arange(width)          # [B, W]
     which = torch.arange(batch)[:, None, None]
@@ -42,9 +53,10 @@ def random_crop(images: torch.Tensor, crop_pad: int, generator: torch.Generator)
     return windows.permute(0, 3, 1, 2).contiguous()
 
 
-def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(images.shape[0], generator=generator) < 0.5
+def random_hflip(images: torch.Tensor, generator: torch.Generator, within: Within | None = None) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2 (`within`: as random_crop)."""
+    mine, drawn = _rows_of(within, images.shape[0])
+    flip = (torch.rand(drawn, generator=generator) < 0.5)[mine]
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
@@ -73,15 +85,17 @@ class BatchTransform:
     def augments(self) -> bool:
         return self.crop_pad > 0 or self.hflip
 
-    def __call__(self, images: torch.Tensor, augment_with: torch.Generator | None) -> torch.Tensor:
-        """uint8 [B, C, H, W] -> float32 [B, *output_shape]; augments only given a generator."""
+    def __call__(self, images: torch.Tensor, augment_with: torch.Generator | None,
+                 within: Within | None = None) -> torch.Tensor:
+        """uint8 [B, C, H, W] -> float32 [B, *output_shape]; augments only given a generator.
+        `within`: the images are these rows of a larger batch, augmented as they are there."""
         x = images.to(torch.float32).div_(self.max_value)
         x = zero_pad(x, self.pad)
         if augment_with is not None:
             # crop before flip, each always drawing its numbers: the stream stays aligned
-            x = random_crop(x, self.crop_pad, augment_with)
+            x = random_crop(x, self.crop_pad, augment_with, within)
             if self.hflip:
-                x = random_hflip(x, augment_with)
+                x = random_hflip(x, augment_with, within)
         if self.mean is not None and self.std is not None:
             x = normalise(x, self.mean, self.std)
         return x.reshape(x.shape[0], *self.output_shape)

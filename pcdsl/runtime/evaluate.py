@@ -19,20 +19,33 @@ def correct_counts(logits: torch.Tensor, label: torch.Tensor, num_classes: int) 
 
 
 @torch.no_grad()
-def evaluate(model, split, batch_size: int, *, free_steps: int | None = None) -> dict:
-    """{"loss": mean cost per example, "acc": top-1 fraction, "top5": fraction or None}."""
+def evaluation_sums(model, split, batch_size: int, *, free_steps: int | None = None,
+                    shard: tuple[int, int] | None = None) -> torch.Tensor:
+    """float64 [summed cost, top-1 hits, top-5 hits, examples] over `split` (or this process's
+    `shard` of each batch, see Split.batches): sums, so that shards add up."""
     reference = next(model.parameters())
-    total_cost = 0.0
-    top1 = top5 = examples = 0
-    for x, label in split.batches(batch_size, shuffle=False):
+    sums = torch.zeros(4, dtype=torch.float64)
+    sharding = {"shard": shard} if shard is not None else {}     # any split works alone
+    for x, label in split.batches(batch_size, shuffle=False, **sharding):
+        if not label.shape[0]:
+            continue
         x, label = x.to(reference.device, reference.dtype), label.to(reference.device)
         states = model(x, steps=free_steps)
-        total_cost += float(model.cost(states, label).sum())
         hits, hits5 = correct_counts(states[model.OUTPUT], label, model.NUM_CLASSES)
-        top1 += hits
-        top5 += hits5 or 0
-        examples += label.shape[0]
+        sums += torch.tensor([float(model.cost(states, label).sum()), hits, hits5 or 0, label.shape[0]],
+                             dtype=torch.float64)
+    return sums
+
+
+def summarise(sums: torch.Tensor, num_classes: int) -> dict:
+    """{"loss": mean cost per example, "acc": top-1 fraction, "top5": fraction or None} from
+    evaluation_sums (of one process, or added over all)."""
+    cost, top1, top5, examples = sums.tolist()
     if examples == 0:
         raise ValueError("cannot evaluate on an empty split")
-    return {"loss": total_cost / examples, "acc": top1 / examples,
-            "top5": top5 / examples if model.NUM_CLASSES > 5 else None}
+    return {"loss": cost / examples, "acc": top1 / examples, "top5": top5 / examples if num_classes > 5 else None}
+
+
+def evaluate(model, split, batch_size: int, *, free_steps: int | None = None) -> dict:
+    """The free phase's mean cost, top-1 and top-5 accuracy on `split` (summarise)."""
+    return summarise(evaluation_sums(model, split, batch_size, free_steps=free_steps), model.NUM_CLASSES)

@@ -190,10 +190,23 @@ class TrainStep:
             result.updated = True
         return result
 
+    def idle(self) -> StepResult:
+        """The step of a process whose shard of a batch is empty (an epoch's last batch smaller
+        than the number of processes): a zero gradient, which the reduction weighs zero. It
+        draws the step's random scheme all the same, so the processes' random streams stay one."""
+        self.last_scheme = self._scheme()
+        reference = next(self.model.parameters())
+        for parameter in self.model.parameters():
+            parameter.grad = torch.zeros_like(parameter)
+        zero = torch.zeros((), device=reference.device, dtype=reference.dtype)
+        return StepResult(zero, torch.zeros(0, self.model.NUM_CLASSES, device=reference.device),
+                          torch.ones((), dtype=torch.bool, device=reference.device),
+                          torch.zeros((), dtype=torch.long, device=reference.device))
+
     def diagnose(self, x: torch.Tensor, label: torch.Tensor, result: StepResult) -> str:
         """Why a step's `ok` is false: the relaxation that ran away (the step re-run eagerly at
         the same weights), or the loss or gradient that is not finite."""
-        if self.config.algorithm == "ep":
+        if self.config.algorithm == "ep" and x.shape[0]:
             try:
                 ep_step(self.model, x, label, self.config, self.last_scheme, check=True,
                         lean_memory=self.options.lean_memory)

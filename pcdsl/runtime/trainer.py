@@ -26,7 +26,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -39,10 +39,11 @@ from pcdsl.ir.config import TrainConfig
 from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, load_checkpoint,
                                       load_weights, parameter_shapes, save_checkpoint)
 from pcdsl.runtime.step import TrainStep, default_options
-from pcdsl.runtime.evaluate import evaluate
+from pcdsl.runtime.distributed import LeaderFailed, Ranks, join
+from pcdsl.runtime.evaluate import evaluate, evaluation_sums, summarise
 from pcdsl.runtime.loading import load_model_class, source_sha256
 from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, read_metrics, write_metrics
-from pcdsl.runtime.optim import hold_learning_rate, make_optimizer, make_schedule
+from pcdsl.runtime.optim import hold_learning_rate, make_optimizer, make_schedule, momentum_buffers
 from pcdsl.runtime.health import TrainingHealth
 from pcdsl.runtime.progress import EpochProgress
 from pcdsl.runtime.runfolder import RunFolderError, check_output_folder, held_run_folder, remove_stale_temporaries
@@ -265,6 +266,12 @@ class _Stop:
 
     def __init__(self):
         self.signal: str | None = None
+        self.at = 0.0          # when (time.monotonic)
+
+
+# Signals this soon after the first are the same request, not a second one that interrupts at
+# once: Ctrl-C under torchrun reaches a worker twice, from the terminal and from the launcher.
+SAME_REQUEST_SECONDS = 2.0
 
 
 @contextmanager
@@ -279,8 +286,10 @@ def _stopping_on_signals(stop: _Stop) -> Iterator[None]:
 
     def handler(number, frame):
         if stop.signal is not None:
-            raise KeyboardInterrupt
-        stop.signal = signal.Signals(number).name
+            if time.monotonic() - stop.at > SAME_REQUEST_SECONDS:
+                raise KeyboardInterrupt
+            return
+        stop.signal, stop.at = signal.Signals(number).name, time.monotonic()
 
     for kind in kinds:
         signal.signal(kind, handler)
@@ -302,10 +311,12 @@ def _read_sums(losses: list[torch.Tensor], hits: list[torch.Tensor], sizes: list
 def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, config: TrainConfig,
                  data: "DataSplits", epoch: int, last_epoch: int, log, live: bool | None,
                  start: EpochPosition | None, save_midway: Callable[[EpochPosition], None], stop: _Stop,
-                 health: TrainingHealth) -> dict:
+                 health: TrainingHealth, ranks: Ranks = Ranks()) -> dict:
     """One pass over the training data, or its rest from `start`; `update` is the optimiser's
     step (compiled or not). A checkpoint is saved inside the epoch (save_midway) as often as
-    the config asks, and when a stop was requested (then _Stopped is raised)."""
+    the config asks, and when a stop was requested (then _Stopped is raised). With several
+    processes (`ranks`) each steps on its shard of every batch and the step is reduced
+    (distributed.py): the numbers kept are the whole batch's, the same on every process."""
     batches = math.ceil(len(data.train) / config.batch)
     start = start or EpochPosition(epoch, 0, 0, 0.0, 0, 0.0)
     # the batches' losses and hits stay on the device, summed when the epoch or a checkpoint
@@ -341,11 +352,15 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
 
     with EpochProgress(epoch, last_epoch, batches, log, live) as progress:
         stream = data.train.batches(config.batch, shuffle=True, seed=config.seed, epoch=epoch - 1,
-                                    start=start.batches)
+                                    start=start.batches, **({"shard": ranks.shard} if ranks.active else {}))
         for number, (x, label) in enumerate(stream, start=start.batches + 1):
             _check_input_shape(model, x)
             x, label = step.prepare(x, label)
-            result = step(x, label)
+            result = step(x, label) if label.shape[0] else step.idle()
+            size = min(config.batch, len(data.train) - (number - 1) * config.batch)   # the whole batch's
+            stopping = stop.signal is not None
+            if ranks.active:
+                result, stopping = ranks.reduce_step(list(model.parameters()), result, label.shape[0], size, stopping)
             if not bool(result.ok):
                 raise _Diverged(epoch, f"batch {number} of {batches}", step.diagnose(x, label, result))
             lr_used = schedule.current
@@ -354,21 +369,22 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             schedule.step()
             losses.append(result.loss)
             hits.append(result.correct)
-            sizes.append(label.shape[0])
+            sizes.append(size)
             progress.update(result.loss)
             steps_since_save += 1
             watch(closing=False)
             due = ((config.checkpoint_steps and steps_since_save >= config.checkpoint_steps)
                    or (config.checkpoint_minutes and time.perf_counter() - last_save >= 60 * config.checkpoint_minutes))
             # a failing run does not overwrite last.pt inside an epoch: it keeps a point from before
-            if (stop.signal is not None or (due and number < batches)) and not health.failing:
+            signal_name = stop.signal or "a signal to another process"
+            if (stopping or (due and number < batches)) and not health.failing:
                 reached = position(number)
                 save_midway(reached)
-                if stop.signal is not None:
-                    raise _Stopped(stop.signal, reached)
+                if stopping:
+                    raise _Stopped(signal_name, reached)
                 steps_since_save, last_save = 0, time.perf_counter()
-            elif stop.signal is not None:       # failing: last.pt keeps its point from before
-                raise _Stopped(stop.signal, None)
+            elif stopping:       # failing: last.pt keeps its point from before
+                raise _Stopped(signal_name, None)
     watch(closing=True)
     reached = position(batches)
     return {"train_loss": reached.loss_sum / reached.seen, "train_acc": reached.hits / reached.seen,
@@ -417,14 +433,28 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
           data: "DataSplits", out_dir: Path, **options) -> list[dict]:
     """Train the generated model in `out_dir`; return the metrics of every completed epoch of
     the run. The folder must be the run's own (runfolder.check_output_folder) and is held for
-    the run (a second run on it is refused). Options: see _train_in_folder."""
+    the run (a second run on it is refused). Started by torchrun (several processes), the
+    processes train together and rank 0 keeps the folder (distributed.py). Options: see
+    _train_in_folder."""
     root = Path(out_dir).expanduser()     # the path checked is the path written
+    device = options.pop("device", None)
+    ranks, device = join(torch.device(device) if device is not None else None)
+    if not ranks.leader:                  # rank 0 speaks for the run
+        options.update(log=lambda message: None, progress=False)
     try:
-        check_output_folder(root)
-        with held_run_folder(root):
-            return _train_in_folder(model_cls_source, pc_text, pc_name, config, data, root, **options)
+        with ExitStack() as held:
+            def hold_folder() -> None:
+                check_output_folder(root)
+                held.enter_context(held_run_folder(root))
+            ranks.from_leader(hold_folder)
+            return _train_in_folder(model_cls_source, pc_text, pc_name, config, data, root,
+                                    device=device, ranks=ranks, **options)
     except RunFolderError as error:
         raise RunError(str(error)) from None
+    except LeaderFailed as error:      # rank 0 has reported it
+        raise RunError(f"rank 0 stopped the run ({error})") from None
+    finally:
+        ranks.end()
 
 
 def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig,
@@ -433,7 +463,7 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
           device: str | torch.device | None = None, progress: bool | None = None,
           compile: bool | None = None, channels_last: bool | None = None,
           cuda_graphs: bool | None = None, lean_memory: bool = False,
-          sets: Sequence[str] = ()) -> list[dict]:
+          sets: Sequence[str] = (), ranks: Ranks = Ranks()) -> list[dict]:
     """Train the generated model; return the metrics of every completed epoch of the run.
 
     epochs: stop once this many epochs of the run are complete (default config.epochs); the
@@ -443,24 +473,32 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
         recorded so that evaluation regenerates the same module (evaluate_run).
     device: default cuda when available. progress: live bar (default: when stderr is a TTY).
     compile, channels_last, cuda_graphs, lean_memory: the step's options (None: by device and model, see
-        pcdsl.runtime.step.default_options); none changes what is computed."""
+        pcdsl.runtime.step.default_options); none changes what is computed.
+    ranks: this process's place among several (distributed.py); only rank 0 reads and writes
+        the run folder."""
     run = RunDir(out_dir)
     pc_file = _pc_file_name(pc_name)
-    if not resume and run.existing_run_files():
-        raise RunError(f"{run.root} already holds a run ({', '.join(run.existing_run_files())}); "
-                       "pass --resume to continue it, or choose another output folder. "
-                       "Nothing was changed.")
-    if not resume and (run.root / pc_file).exists():
-        raise RunError(f"{run.root} already holds a file named {pc_file}, where the run would keep its model "
-                       "file; choose another output folder. Nothing was changed.")
-    checkpoint = _checkpoint_to_resume(run, model_cls_source, config, data, log) if resume else None
-    remove_stale_temporaries(run.root)     # the folder is this run's now
+    if config.batch < ranks.size:
+        raise RunError(f"the batch ({config.batch}) is smaller than the number of processes ({ranks.size}): "
+                       "`batch` is the batch of all processes together")
+    checkpoint = None
+
+    def claim_folder() -> None:
+        """The run folder is a new run's, or holds the run this one continues (rank 0)."""
+        nonlocal checkpoint
+        if not resume and run.existing_run_files():
+            raise RunError(f"{run.root} already holds a run ({', '.join(run.existing_run_files())}); "
+                           "pass --resume to continue it, or choose another output folder. "
+                           "Nothing was changed.")
+        if not resume and (run.root / pc_file).exists():
+            raise RunError(f"{run.root} already holds a file named {pc_file}, where the run would keep its model "
+                           "file; choose another output folder. Nothing was changed.")
+        checkpoint = _checkpoint_to_resume(run, model_cls_source, config, data, log) if resume else None
+        remove_stale_temporaries(run.root)     # the folder is this run's now
+    ranks.from_leader(claim_folder)
 
     model = build_model(load_model_class(model_cls_source), config)
     _check_fit(model, data)
-    checked = data.check_readable() if hasattr(data, "check_readable") else None
-    if checked:
-        log(checked)
     initial_weights = weights_sha256(model)
     target = _pick_device(device)
     model.to(target)
@@ -474,29 +512,47 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     source_hash = source_sha256(model_cls_source)
     data_record = _data_record(data, data_spec)
 
-    history: list[dict] = []
-    if checkpoint is not None:
-        load_weights(model, checkpoint, run.last)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        hold_learning_rate(optimizer, as_tensor=options.compile)
-        schedule.load_state_dict(checkpoint["schedule"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if torch.cuda.is_available() and checkpoint["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        history = list(checkpoint["metrics"])
-        write_metrics(run.metrics_file, history)
-        inside = _position(checkpoint)
-        log(f"resuming {run.root} after epoch {checkpoint['epoch']}"
-            + (f" and batch {inside.batches} of epoch {inside.epoch}" if inside else ""))
-    else:
-        if resume:
-            log(f"{run.root} has no checkpoint yet; starting the run from its first epoch")
-        run.root.mkdir(parents=True, exist_ok=True)
-        try:
-            _write_run_files(run, pc_file, pc_text, model_cls_source, model, config, data_record,
-                             initial_weights, source_hash, sets)
-        except OSError as error:
-            raise RunError(f"cannot write the run's files in {run.root}: {_os_error_text(error)}") from None
+    def start_state() -> dict:
+        """Rank 0: the data checked, then the checkpoint's state applied or the new run's files
+        written; what the other processes need of it (the weights and momentum follow)."""
+        checked = data.check_readable() if hasattr(data, "check_readable") else None
+        if checked:
+            log(checked)
+        if checkpoint is not None:
+            load_weights(model, checkpoint, run.last)
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            hold_learning_rate(optimizer, as_tensor=options.compile)
+            schedule.load_state_dict(checkpoint["schedule"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            if torch.cuda.is_available() and checkpoint["rng"]["cuda"]:
+                torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+            write_metrics(run.metrics_file, list(checkpoint["metrics"]))
+            inside = _position(checkpoint)
+            log(f"resuming {run.root} after epoch {checkpoint['epoch']}"
+                + (f" and batch {inside.batches} of epoch {inside.epoch}" if inside else ""))
+            saved_by = checkpoint.get("processes", 1)
+            if saved_by != ranks.size:
+                log(f"note: the run continues with {ranks.size} process(es), it was saved by {saved_by}: the "
+                    "same batches and the same mean gradient, summed in another order (not bit-identical)")
+        else:
+            if resume:
+                log(f"{run.root} has no checkpoint yet; starting the run from its first epoch")
+            run.root.mkdir(parents=True, exist_ok=True)
+            try:
+                _write_run_files(run, pc_file, pc_text, model_cls_source, model, config, data_record,
+                                 initial_weights, source_hash, sets)
+            except OSError as error:
+                raise RunError(f"cannot write the run's files in {run.root}: {_os_error_text(error)}") from None
+        return {"history": list(checkpoint["metrics"]) if checkpoint is not None else [],
+                "position": checkpoint.get("position") if checkpoint is not None else None,
+                "schedule": schedule.state_dict(), "rng": torch.get_rng_state()}
+    state = ranks.from_leader(start_state)
+    if ranks.active:       # every process continues from rank 0's state
+        if not ranks.leader:
+            schedule.load_state_dict(state["schedule"])
+            torch.set_rng_state(state["rng"])
+        ranks.broadcast_(list(model.state_dict().values()) + (momentum_buffers(optimizer) or []))
+    history: list[dict] = state["history"]
 
     done = history[-1]["epoch"] if history else 0
     last_epoch = config.epochs if epochs is None else epochs
@@ -508,9 +564,12 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
             f"{config.traversal})" if config.algorithm == "ep" else "backprop")
     switches = ", ".join(name for name, on in (("compiled", options.compile), ("CUDA graphs", options.compile and options.cuda_graphs),
                                                ("channels_last", options.channels_last)) if on)
-    log(f"training {model.NAME} ({n_params:,} parameters) with {what} on {target.type}"
+    processes = f" x {ranks.size} processes" if ranks.active else ""
+    log(f"training {model.NAME} ({n_params:,} parameters) with {what} on {target.type}{processes}"
         f"{f' ({switches})' if switches else ''}; data: {data.description}; run: {run.root}")
-    step = TrainStep(model, config, options, optimizer, batch=min(config.batch, len(data.train)))
+    # several processes: the optimiser's step waits for the reduced gradient (no fused update)
+    step = TrainStep(model, config, options, optimizer if not ranks.active else None,
+                     batch=ranks.local_size(min(config.batch, len(data.train))))
     update = torch.compile(optimizer.step) if options.compile else optimizer.step
 
     def payload(epoch_done: int, position: EpochPosition | None) -> dict:
@@ -525,30 +584,35 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
             "model_name": model.NAME, "param_shapes": parameter_shapes(model),
             "pc": {"file": pc_file, "text": pc_text, "sets": list(sets)},
             "position": asdict(position) if position is not None else None,
-            "metrics": list(history), "data": data_record, "pcdsl_version": pcdsl.__version__}
+            "metrics": list(history), "data": data_record, "processes": ranks.size,
+            "pcdsl_version": pcdsl.__version__}
 
     def save_midway(position: EpochPosition) -> None:
+        if not ranks.leader:
+            return
         try:
             save_checkpoint(run.last, payload(position.epoch - 1, position))
         except OSError as error:
             raise RunError(f"cannot save a checkpoint in {run.root}: {_os_error_text(error)}") from None
 
-    resume_at = _position(checkpoint)
+    resume_at = _position(state)
     stop = _Stop()
     health = TrainingHealth(model.NUM_CLASSES if data.num_classes <= 1 else data.num_classes, config.divergence_steps)
     failing_epoch = None      # the epoch in which the present failing stretch began
     try:
         with _stopping_on_signals(stop):
             for epoch in range(done + 1, last_epoch + 1):
-                if stop.signal is not None:       # arrived during the last evaluation: its checkpoint stands
-                    raise _Stopped(stop.signal, None)
+                if ranks.any(stop.signal is not None, target):   # arrived during the last evaluation
+                    raise _Stopped(stop.signal or "a signal to another process", None)
                 started = time.perf_counter()
                 start = resume_at if resume_at is not None and resume_at.epoch == epoch else None
                 try:
                     record = _train_epoch(model, step, update, schedule, config, data, epoch,
-                                          last_epoch, log, progress, start, save_midway, stop, health)
+                                          last_epoch, log, progress, start, save_midway, stop, health, ranks)
                     evaluated = time.perf_counter()
-                    test = evaluate(model, data.test, config.eval_batch, free_steps=config.free_steps)
+                    sums = evaluation_sums(model, data.test, config.eval_batch, free_steps=config.free_steps,
+                                           shard=ranks.shard)
+                    test = summarise(ranks.sum_(sums.to(target)).cpu(), model.NUM_CLASSES)
                     if not math.isfinite(test["loss"]):
                         raise _Diverged(epoch, "the end-of-epoch evaluation",
                                         f"the test loss is {test['loss']}")
@@ -565,6 +629,8 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                           "eval_seconds": time.perf_counter() - evaluated,
                           "train_examples_per_s": record["train_examples_per_s"]}
                 history.append(record)
+                if not ranks.leader:
+                    continue
                 try:
                     save_checkpoint(run.epoch_checkpoint(epoch), payload(epoch, None))
                     # a copy, not a hard link: one damaged file must leave the other to resume from

@@ -89,3 +89,21 @@ def test_batch_size_must_be_positive():
     data = load_data("digits", (64,))
     with pytest.raises(ValueError, match="batch_size"):
         next(data.train.batches(0, shuffle=False))
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_shards_are_the_rows_of_the_whole_batches_augmented_alike(processes):
+    """Several processes (distributed.py): each rank's batches are every `processes`-th row of
+    the batch one process gets, cropped and flipped as that row is there; an epoch's last batch
+    smaller than the number of processes leaves a rank an empty batch."""
+    data = load_data("digits", (1, 8, 8), crop_pad=2, hflip=True, limit_train=129)
+    whole = list(data.train.batches(64, shuffle=True, seed=3, epoch=1))
+    shards = [list(data.train.batches(64, shuffle=True, seed=3, epoch=1, shard=(rank, processes)))
+              for rank in range(processes)]
+    for number, (x, y) in enumerate(whole):
+        for rank in range(processes):
+            part_x, part_y = shards[rank][number]
+            assert torch.equal(part_x, x[rank::processes]) and torch.equal(part_y, y[rank::processes])
+    assert [len(shard[-1][1]) for shard in shards] == [1] + [0] * (processes - 1)
+    resumed = list(data.train.batches(64, shuffle=True, seed=3, epoch=1, start=1, shard=(1, processes)))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(resumed, shards[1][1:]))

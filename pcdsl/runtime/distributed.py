@@ -1,0 +1,163 @@
+# ---------------------------------------------------------------------------------------------
+# Training on several processes (GPUs, nodes) with torch.distributed: the trainer's one view of it.
+#
+# The run is the same run whatever the number of processes: the config's `batch` is the GLOBAL
+# batch. Every process draws the same batch order (a function of seed and epoch) and takes its
+# shard of each batch (`Ranks.shard`), so P processes with batch B/P each compute what one
+# process computes with batch B:
+#   - after every step one all-reduce (the DistributedDataParallel pattern, made explicit because
+#     EP's gradient is not autograd's) sums each process's gradient weighted by its share of the
+#     batch, together with the loss, the hits, the health flag and a stop request, so every
+#     process sees the same mean gradient, the same numbers and takes the same decisions;
+#   - evaluation is sharded the same way and its sums are reduced;
+#   - rank 0 alone touches the run folder (lock, checks, checkpoints, metrics) and logs; what it
+#     decides before training (an error, or the state to resume from) reaches every process
+#     (`Ranks.from_leader`), and the weights and momentum are broadcast from it.
+# Processes are started and watched by torch's own launcher (torchrun, or `pcdsl train --nproc`),
+# which also ends the others when one fails.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from pcdsl.data.split import shard_rows
+from pcdsl.runtime.step import StepResult
+
+T = TypeVar("T")
+
+# How long a collective waits for a process that stopped answering before the run fails (a
+# checkpoint save on rank 0 keeps the others waiting at the next step: minutes for VGG10 on a
+# slow disk).
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+
+
+class LeaderFailed(Exception):
+    """Rank 0 stopped the run before training (its message is rank 0's, which it has reported):
+    the other processes leave with it, quietly."""
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the run's processes (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    joined_here: bool = False       # this module started the process group (and ends it)
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """(rank, size) for Split.batches, None when alone."""
+        return (self.rank, self.size) if self.active else None
+
+    def local_size(self, global_size: int) -> int:
+        """This process's share of a batch of `global_size` examples."""
+        return len(range(global_size)[shard_rows(self.shard)]) if self.active else global_size
+
+    # ---- collectives --------------------------------------------------------------------
+
+    def from_leader(self, work: Callable[[], T]) -> T:
+        """`work()` done by rank 0 and its result given to every process; an exception on rank
+        0 is raised there and ends the others with LeaderFailed."""
+        if not self.active:
+            return work()
+        outcome: list = [None]
+        failure = None
+        if self.leader:
+            try:
+                outcome = [("done", work())]
+            except BaseException as error:       # the others must not wait for an answer
+                failure = error
+                outcome = [("failed", f"{type(error).__name__}: {error}")]
+        dist.broadcast_object_list(outcome, src=0)
+        if failure is not None:
+            raise failure
+        kind, value = outcome[0]
+        if kind == "failed":
+            raise LeaderFailed(value)
+        return value
+
+    def broadcast_(self, tensors: list[torch.Tensor]) -> None:
+        """Every process's `tensors` set, in place, to rank 0's."""
+        if self.active:
+            for tensor in tensors:
+                dist.broadcast(tensor.data, src=0)
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` summed over the processes, in place."""
+        if self.active:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """Whether `flag` is true on some process."""
+        if not self.active:
+            return flag
+        return bool(self.sum_(torch.tensor([float(flag)], device=device)).item())
+
+    def reduce_step(self, parameters: list[torch.Tensor], result: StepResult, local_size: int,
+                    global_size: int, stop: bool) -> tuple[StepResult, bool]:
+        """After a step on this process's shard: every parameter's .grad replaced by the
+        gradient of the whole batch's mean cost, and the result by the whole batch's (loss,
+        hits, health); also whether some process was asked to stop. One all-reduce, one host
+        read (the flags)."""
+        share = local_size / global_size
+        grads = [p.grad for p in parameters]
+        reference = grads[0]
+        numbers = [result.loss * share, result.correct, ~result.ok, torch.tensor(stop)]
+        tail = torch.stack([number.to(device=reference.device, dtype=reference.dtype) for number in numbers])
+        flat = torch.cat([g.reshape(-1) * share for g in grads] + [tail])
+        dist.all_reduce(flat)
+        offset = 0
+        for parameter, grad in zip(parameters, grads):
+            parameter.grad = flat[offset:offset + grad.numel()].view_as(grad)
+            offset += grad.numel()
+        loss, correct, failed, stops = flat[offset:]
+        failed_anywhere, stop_anywhere = (bool(value) for value in torch.stack([failed, stops]).tolist())
+        reduced = StepResult(loss, result.logits, torch.tensor(not failed_anywhere, device=reference.device),
+                             correct.round().long())
+        return reduced, stop_anywhere
+
+    def end(self) -> None:
+        """Leave the process group if this module joined it."""
+        if self.joined_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launched() -> bool:
+    """Whether this process was started as one of several by torchrun (or `--nproc`)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or dist.is_initialized()
+
+
+def join(device: torch.device | None) -> tuple[Ranks, torch.device | None]:
+    """This process's Ranks, joining the process group torchrun describes in the environment
+    (MASTER_ADDR, RANK, WORLD_SIZE, LOCAL_RANK) when it has not been joined yet; and the device
+    it trains on: its own GPU (cuda:LOCAL_RANK) when training on CUDA. NCCL for CUDA, gloo for
+    the CPU."""
+    if not launched():
+        return Ranks(), device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = (device.type == "cuda") if device is not None else torch.cuda.is_available()
+    if cuda:
+        device = torch.device("cuda", local_rank if device is None or device.index is None else device.index)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    joined_here = not dist.is_initialized()
+    if joined_here:
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, joined_here), device

@@ -1,0 +1,117 @@
+# ---------------------------------------------------------------------------------------------
+# Several processes train one run (issue #7), on the CPU with the gloo backend, started by torch's
+# own launcher (torchrun, or `pcdsl train --nproc`). Oracle: ONE process with the whole batch.
+# Two processes with batch 2B each take B examples of every batch; after several steps their
+# weights must be identical to each other (one reduced gradient, one update) and equal to the
+# single process's within float rounding (the reduction sums in another order), for EP and BP.
+# A run stopped by SIGTERM under two processes resumes under two to the same weights, bit for bit,
+# as one never stopped.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pcdsl.runtime.checkpoint import load_checkpoint
+
+SCRIPT = Path(__file__).resolve().parents[1] / "support" / "train_under_torchrun.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _torchrun(nproc: int, *arguments: str, env=None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               str(SCRIPT), *arguments]
+    return subprocess.run(command, env=env or ENV, capture_output=True, text=True, timeout=300)
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("algorithm, scheme", [("ep", "random"), ("bp", "centered")])
+def test_two_processes_with_half_batches_equal_one_with_the_whole_batch(tmp_path, algorithm, scheme):
+    # 129 examples in batches of 32: the last batch holds one, so rank 1 idles through it; the
+    # random EP scheme is drawn on every rank, which must stay in step to agree with one process
+    sets = [f"algorithm={algorithm}", f"scheme={scheme}", "batch=32", "epochs=2", "lr=0.05"]
+    env = {**ENV, "PCDSL_TEST_LIMIT": "129"}
+    runs = {}
+    for nproc in (1, 2):
+        ranks = tmp_path / f"ranks{nproc}"
+        ranks.mkdir()
+        done = _torchrun(nproc, "mlp_digits", str(tmp_path / f"run{nproc}"), str(ranks), *sets, env=env)
+        assert done.returncode == 0, done.stderr
+        runs[nproc] = done, ranks
+    one = _weights(runs[1][1] / "rank0.pt")
+    rank0, rank1 = _weights(runs[2][1] / "rank0.pt"), _weights(runs[2][1] / "rank1.pt")
+    assert all(torch.equal(rank0[name], rank1[name]) for name in one), "the ranks' weights differ"
+    for name, expected in one.items():
+        assert not torch.equal(expected, load_checkpoint(tmp_path / "run1" / "checkpoints" / "epoch_001.pt")["model"][name])
+        torch.testing.assert_close(rank0[name], expected, rtol=1e-5, atol=1e-6)
+    # rank 0 alone wrote the run folder, and it records what one process records
+    saved = load_checkpoint(tmp_path / "run2" / "checkpoints" / "last.pt")
+    assert saved["step"] == 2 * 5 and saved["processes"] == 2
+    assert all(torch.equal(saved["model"][name], rank0[name]) for name in rank0)
+    metrics = [load_checkpoint(tmp_path / f"run{n}" / "checkpoints" / "last.pt")["metrics"][-1] for n in (1, 2)]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert metrics[1][key] == pytest.approx(metrics[0][key], rel=1e-5), key
+    assert runs[2][0].stderr.count("epoch 2/2") == 1, "only rank 0 logs"
+
+
+MODEL = """model digits_mlp {
+  input  x  : [64]
+  label  y  : [10]
+
+  state  h1 : [128] >= 0 ~ relu(dense(x, 128) + bias)
+  output o  : [10]       ~ dense(h1, 10) + bias
+
+  cost cross_entropy(o, y)
+}
+
+train {
+  ep(scheme=centered, beta=0.05, steps=12)
+  sgd(lr=0.02, momentum=0.9)
+  batch 16
+  epochs 6
+  checkpoint_steps 5
+}
+"""
+
+
+def _nproc_train(model: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pcdsl", "train", str(model), "--nproc", "2", "--out", str(out), *extra]
+
+
+def test_sigterm_under_two_processes_then_resume_is_bit_identical(tmp_path):
+    model = tmp_path / "digits_mlp.pc"
+    model.write_text(MODEL)
+    straight = subprocess.run(_nproc_train(model, tmp_path / "straight"), env=ENV, capture_output=True,
+                              text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "stopped"
+    # what a scheduler does: SIGTERM to every process of the job (launcher and trainers)
+    process = subprocess.Popen(_nproc_train(model, out), env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be stopped"
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.count("stopped by SIGTERM") == 1 and "--resume" in stderr
+    stopped = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert stopped["epoch"] < 6
+    finish = subprocess.run(_nproc_train(model, out, "--resume"), env=ENV, capture_output=True, text=True,
+                            timeout=300)
+    assert finish.returncode == 0, finish.stderr
+    assert "resuming" in finish.stderr
+    ours = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
+    theirs = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
