@@ -151,13 +151,16 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--stop-on-divergence", is_flag=True,
               help="Stop a run whose loss has exploded or whose accuracy fell back to chance for "
                    "`divergence_steps` steps (it is always reported).")
+@click.option("--skip-bad-images", is_flag=True,
+              help="Leave image files that cannot be read out of their batches, and count them, instead of "
+                   "stopping with an error naming the first.")
 @click.option("--nproc", type=click.IntRange(min=1), metavar="N",
               help="Train with N processes on this machine (one per GPU; gloo on the CPU), started by "
                    "torch's launcher as torchrun would; the batch is all processes' together.")
 @_set_option
 @reports_errors
 def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, compile_step, channels_last,
-          cuda_graphs, lean_memory, stop_on_divergence, nproc, set_items):
+          cuda_graphs, lean_memory, stop_on_divergence, skip_bad_images, nproc, set_items):
     """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp).
 
     Under torchrun (or with --nproc) the processes train one run together: each takes its share
@@ -181,7 +184,8 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
     config = compiled.ir.train
     out = Path(out_dir) if out_dir else _default_run_dir(f"{compiled.ir.name}-{config.algorithm}", resume)
     data = load_data_for(data_spec, tuple(compiled.checked.shapes[compiled.ir.input.name].value),
-                         config, augment=True, limit_train=limit, limit_test=limit, workers=workers)
+                         config, augment=True, limit_train=limit, limit_test=limit, workers=workers,
+                         skip_unreadable=skip_bad_images)
     num_classes = compiled.checked.shapes[compiled.ir.cost.output].value[0]
     if data.num_classes > num_classes:
         raise UserError(f"the data has {data.num_classes} classes but the model's output "
@@ -250,12 +254,14 @@ def models_command(as_json):
 @click.argument("path", type=click.Path())
 @click.option("--data", "data_spec", help="Data to evaluate on (default: the run's).")
 @click.option("--limit", type=int, help="Evaluate on the first N test examples only.")
+@click.option("--skip-bad-images", is_flag=True,
+              help="Leave test images that cannot be read out, and count them (\"skipped\").")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @reports_errors
-def eval_command(path, data_spec, limit, as_json):
+def eval_command(path, data_spec, limit, skip_bad_images, as_json):
     """Evaluate a run folder or a checkpoint file on the test split."""
     from ..runtime.trainer import evaluate_run
-    metrics = evaluate_run(Path(path), data_spec, limit=limit)
+    metrics = evaluate_run(Path(path), data_spec, limit=limit, skip_unreadable=skip_bad_images)
     if not metrics["same_module"]:
         click.echo("note: the installed pcdsl generates different code from this run's model file than the "
                    "version that trained it; the parameters fit, and the evaluation uses the new code", err=True)

@@ -183,29 +183,41 @@ def decode_image(path: str, plan: DecodePlan) -> np.ndarray:
 
 
 class ImageFileDataset(Dataset):
-    """dataset[list of indices] -> (uint8 [b, C, H, W], None) or (None, error message).
+    """dataset[list of indices] -> (uint8 [b, C, H, W], None, []) or (None, error message, []);
+    with `skip`, an unreadable file is left out instead: (the others' pixels, None, [(index,
+    message), ...]), and so are the files already known to be (`known_bad`, not decoded again).
 
     Errors come back as a message rather than an exception, so the main process can raise a
     clean DataError instead of DataLoader's re-raised worker traceback."""
 
-    def __init__(self, listing: FileListing, plan: DecodePlan):
+    def __init__(self, listing: FileListing, plan: DecodePlan, skip: bool = False,
+                 known_bad: frozenset[int] = frozenset()):
         self.listing = listing
         self.plan = plan
+        self.skip = skip
+        self.known_bad = known_bad
 
     def __len__(self) -> int:
         return len(self.listing)
 
-    def __getitem__(self, indices: list[int]) -> tuple[np.ndarray | None, str | None]:
+    def __getitem__(self, indices: list[int]) -> tuple[np.ndarray | None, str | None, list[tuple[int, str]]]:
         batch = np.empty((len(indices), self.plan.channels, self.plan.height, self.plan.width),
                          dtype=np.uint8)
-        try:
-            for row, i in enumerate(indices):
+        unreadable, row = [], 0
+        for i in indices:
+            if i in self.known_bad:
+                continue
+            try:
                 batch[row] = decode_image(self.listing.path(i), self.plan)
-        except DataError as exc:
-            return None, str(exc)
+            except DataError as exc:
+                if not self.skip:
+                    return None, str(exc), []
+                unreadable.append((i, str(exc)))
+                continue
+            row += 1
         # numpy, not a tensor: a tensor would travel through a fresh shared-memory segment per
         # batch, which costs more than pickling the bytes for small images (measured: CIFAR-10)
-        return batch, None
+        return batch[:row], None, unreadable
 
 
 def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
@@ -222,12 +234,19 @@ def _as_is(item):
 
 
 class ImageFiles:
-    """ExampleSource over image files; decodes in `workers` processes (0: in this process)."""
+    """ExampleSource over image files; decodes in `workers` processes (0: in this process).
 
-    def __init__(self, listing: FileListing, plan: DecodePlan, workers: int):
+    `skip_unreadable`: a file that does not decode is left out of its batch (which is then
+    shorter; Split.batches takes the labels of the files kept, `kept`) and remembered in
+    `unreadable` (index -> message), instead of raising a DataError naming it."""
+
+    def __init__(self, listing: FileListing, plan: DecodePlan, workers: int, skip_unreadable: bool = False):
         self.listing = listing
         self.plan = plan
         self.workers = workers
+        self.skip_unreadable = skip_unreadable
+        self.unreadable: dict[int, str] = {}
+        self._bad = torch.zeros(len(listing), dtype=torch.bool)
         self.labels = torch.from_numpy(listing.file_classes)
         self.caches = len(listing) * plan.channels * plan.height * plan.width <= CACHE_LIMIT_BYTES
         self._cache: torch.Tensor | None = None
@@ -238,20 +257,33 @@ class ImageFiles:
         return len(self.listing)
 
     def subset(self, indices: torch.Tensor) -> "ImageFiles":
-        return ImageFiles(self.listing.subset(indices.numpy()), self.plan, self.workers)
+        return ImageFiles(self.listing.subset(indices.numpy()), self.plan, self.workers, self.skip_unreadable)
+
+    def kept(self, indices: torch.Tensor) -> torch.Tensor:
+        """bool per index: not a file found unreadable (and skipped)."""
+        return ~self._bad[indices]
+
+    def _found_unreadable(self, index: int, message: str) -> None:
+        self.unreadable[index] = message
+        self._bad[index] = True
 
     def check_readable(self, every_header: bool, sample: int, seed: int = 0) -> int:
         """Find unreadable files before training spends an epoch on them: every file's header
         and end marker (every_header), and `sample` files decoded in full; a bad one raises a
-        DataError naming it. Returns how many files were looked at."""
+        DataError naming it (or, skipping unreadable files, is remembered in `unreadable`).
+        Returns how many files were looked at."""
         count = len(self.listing)
-        if every_header:
-            for i in range(count):
-                check_image_file(self.listing.path(i))
         chosen = np.random.default_rng(seed).choice(count, size=min(sample, count), replace=False)
-        for i in sorted(int(i) for i in chosen):
-            check_image_file(self.listing.path(i))
-            decode_image(self.listing.path(i), self.plan)
+        decoded = set(int(i) for i in chosen)
+        for i in (range(count) if every_header else sorted(decoded)):
+            try:
+                check_image_file(self.listing.path(i))
+                if i in decoded:
+                    decode_image(self.listing.path(i), self.plan)
+            except DataError as error:
+                if not self.skip_unreadable:
+                    raise
+                self._found_unreadable(i, str(error))
         return count if every_header else len(chosen)
 
     @property
@@ -261,7 +293,7 @@ class ImageFiles:
     def uint8_batches(self, index_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
         if self.fully_cached:
             for indices in index_batches:
-                yield self._cache[indices]
+                yield self._cache[indices[self.kept(indices)]]
             return
         for indices, images in zip(index_batches, self._decode(index_batches)):
             if self.caches:
@@ -273,8 +305,8 @@ class ImageFiles:
             self._cache = torch.empty((len(self), *images.shape[1:]), dtype=torch.uint8)
             self._filled = torch.zeros(len(self), dtype=torch.bool)
         self._missing -= int((~self._filled[indices]).sum())
-        self._cache[indices] = images
-        self._filled[indices] = True
+        self._cache[indices[self.kept(indices)]] = images
+        self._filled[indices] = True      # an unreadable file is known too: it is not decoded again
 
     def _decode(self, index_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
         """uint8 pixels per index batch, in order. Consecutive batches are merged into requests
@@ -288,7 +320,7 @@ class ImageFiles:
                 sizes.append([])
             requests[-1].extend(indices.tolist())
             sizes[-1].append(len(indices))
-        dataset = ImageFileDataset(self.listing, self.plan)
+        dataset = ImageFileDataset(self.listing, self.plan, self.skip_unreadable, frozenset(self.unreadable))
         workers = min(self.workers, len(requests))
         if workers == 0:
             replies = (dataset[request] for request in requests)
@@ -297,9 +329,14 @@ class ImageFiles:
                                       num_workers=workers, collate_fn=_as_is,
                                       worker_init_fn=_leave_stop_signals_to_the_trainer))
         try:
-            for (pixels, error), request_sizes in zip(replies, sizes):
+            for (pixels, error, unreadable), request, request_sizes in zip(replies, requests, sizes):
                 if error is not None:
                     raise DataError(error)
+                for index, message in unreadable:
+                    self._found_unreadable(index, message)
+                if self.unreadable:       # each batch is short by its files left out
+                    kept = self.kept(torch.tensor(request)).split(request_sizes)
+                    request_sizes = [int(mask.sum()) for mask in kept]
                 yield from torch.from_numpy(pixels).split(request_sizes)
         finally:
             # Stop the workers now (error or abandoned epoch). Left to a traceback that keeps

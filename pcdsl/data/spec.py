@@ -74,8 +74,12 @@ def _counts(train, test, full_train: int, full_test: int) -> str:
 def load_data(spec: str, input_shape: tuple[int, ...], *, pad: int = 0, crop_pad: int = 0,
               hflip: bool = False, mean: list[float] | None = None, std: list[float] | None = None,
               limit_train: int | None = None, limit_test: int | None = None,
-              workers: int | None = None) -> DataSplits:
-    """Load the data set named by `spec`, shaped for a model with per-example `input_shape`."""
+              workers: int | None = None, skip_unreadable: bool = False) -> DataSplits:
+    """Load the data set named by `spec`, shaped for a model with per-example `input_shape`.
+
+    `skip_unreadable`: an image file that does not decode is left out of its batch and counted
+    rather than stopping the run with an error naming it (image folders; digits and idx files
+    are read whole, and a damaged one is refused)."""
     workers = default_workers() if workers is None else workers
     shape = _check_options(input_shape, pad, crop_pad, mean, std, limit_train, limit_test, workers)
 
@@ -92,7 +96,7 @@ def load_data(spec: str, input_shape: tuple[int, ...], *, pad: int = 0, crop_pad
             train, test, classes = load_idx_folder(root)
             kind, max_value, decode_note = f"MNIST idx ({spec})", 255, ""
         elif (root / "train").is_dir():
-            train, test, classes, decode_note = _image_folder(root, shape, pad, workers)
+            train, test, classes, decode_note = _image_folder(root, shape, pad, workers, skip_unreadable)
             kind, max_value = f"image folder ({spec})", 255
         else:
             raise DataError(f"{spec!r} holds neither {IDX_STEMS['train_images']}(.gz) nor a "
@@ -123,7 +127,7 @@ def load_data(spec: str, input_shape: tuple[int, ...], *, pad: int = 0, crop_pad
 
 def load_data_for(spec: str, input_shape: tuple[int, ...], config: "TrainConfig", *,
                   augment: bool, limit_train: int | None = None, limit_test: int | None = None,
-                  workers: int | None = None) -> DataSplits:
+                  workers: int | None = None, skip_unreadable: bool = False) -> DataSplits:
     """load_data with the data settings of `config`, a train block.
 
     `pad`, `mean` and `std` always apply: they define what the model sees. The train-time
@@ -132,18 +136,30 @@ def load_data_for(spec: str, input_shape: tuple[int, ...], config: "TrainConfig"
     augmentation = {"crop_pad": config.crop_pad, "hflip": config.hflip} if augment else {}
     return load_data(spec, input_shape, pad=config.pad, mean=config.mean, std=config.std,
                      limit_train=limit_train, limit_test=limit_test, workers=workers,
-                     **augmentation)
+                     skip_unreadable=skip_unreadable, **augmentation)
 
 
-def _image_folder(root: Path, shape: tuple[int, ...], pad: int, workers: int):
+def _probe_first_readable(listing, skip_unreadable: bool, tries: int = 16) -> tuple[int, int, int]:
+    """The stored [C, H, W] of the first training image (skipping unreadable files: of the
+    first that reads among the first `tries`)."""
+    problem = None
+    for i in range(min(tries, len(listing)) if skip_unreadable else 1):
+        try:
+            return probe_image(listing.path(i))
+        except DataError as error:
+            problem = error
+    raise problem
+
+
+def _image_folder(root: Path, shape: tuple[int, ...], pad: int, workers: int, skip_unreadable: bool):
     """(train ImageFiles, test ImageFiles, classes, description note) of an image folder."""
     train_dir, test_dir = find_split_folders(root)
     train_listing, classes = scan_split(train_dir, None)
     test_listing, _ = scan_split(test_dir, classes)
-    plan = plan_resizable(shape, pad, lambda: probe_image(train_listing.path(0)),
+    plan = plan_resizable(shape, pad, lambda: _probe_first_readable(train_listing, skip_unreadable),
                           f"the image folder {root}")
-    train = ImageFiles(train_listing, plan, workers)
-    test = ImageFiles(test_listing, plan, workers)
+    train = ImageFiles(train_listing, plan, workers, skip_unreadable)
+    test = ImageFiles(test_listing, plan, workers, skip_unreadable)
     mode = "grayscale" if plan.channels == 1 else "RGB"
     note = f", decoded as {mode} {plan.height}x{plan.width}"
     if test_dir.name != "test":

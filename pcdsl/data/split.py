@@ -136,8 +136,13 @@ class Split:
             if not len(indices):
                 yield torch.zeros(0, *self.transform.output_shape), self.source.labels[:0]
                 continue
+            images = next(pixels)
+            mine = rows
+            if images.shape[0] != len(indices):      # the source left out unreadable files
+                kept = self.source.kept(indices)
+                mine, indices = torch.arange(size)[rows][kept], indices[kept]
             augment_with = derived_generator("augment", seed, epoch, number) if augmenting else None
-            yield (self.transform(next(pixels), augment_with, within=(rows, size)),
+            yield (self.transform(images, augment_with, within=(mine, size)),
                    self.source.labels.index_select(0, indices))
 
 
@@ -168,11 +173,20 @@ class DataSplits:
         """Before training: every test file's header and end marker, and `sample` files of each
         split decoded in full, so that a corrupt image is an error naming it before an epoch is
         spent (a corrupt *training* image is then found at its batch, named, with the run's
-        last checkpoint kept). None when the data are in memory (nothing to check), else a line
-        for the log."""
+        last checkpoint kept); when the data skip unreadable files, those found are counted
+        instead. None when the data are in memory (nothing to check), else a line for the log."""
         checked = []
         for name, split, every_header in (("test", self.test, True), ("train", self.train, False)):
             check = getattr(split.source, "check_readable", None)
             if check is not None:
                 checked.append(f"{check(every_header, sample)} {name}")
-        return f"checked {' and '.join(checked)} image files before training" if checked else None
+        if not checked:
+            return None
+        found = self.unreadable_files()
+        return (f"checked {' and '.join(checked)} image files before training"
+                + (f"; {len(found)} unreadable, left out of their batches (first: {found[0]})" if found else ""))
+
+    def unreadable_files(self) -> list[str]:
+        """'path: reason' of every file found unreadable and skipped so far, test split first."""
+        return [message for split in (self.test, self.train)
+                for message in getattr(split.source, "unreadable", {}).values()]

@@ -109,28 +109,29 @@ class Ranks:
             return flag
         return bool(self.sum_(torch.tensor([float(flag)], device=device)).item())
 
-    def reduce_step(self, parameters: list[torch.Tensor], result: StepResult, local_size: int,
-                    global_size: int, stop: bool) -> tuple[StepResult, bool]:
-        """After a step on this process's shard: every parameter's .grad replaced by the
-        gradient of the whole batch's mean cost, and the result by the whole batch's (loss,
-        hits, health); also whether some process was asked to stop. One all-reduce, one host
-        read (the flags)."""
-        share = local_size / global_size
+    def reduce_step(self, parameters: list[torch.Tensor], result: StepResult, examples: int,
+                    stop: bool) -> tuple[StepResult, int, bool]:
+        """After a step on this process's `examples` (its shard of a batch): every parameter's
+        .grad replaced by the gradient of the whole batch's mean cost, and the result by the
+        whole batch's (loss, hits, health); also the whole batch's number of examples and
+        whether some process was asked to stop. One all-reduce, one host read (the flags)."""
         grads = [p.grad for p in parameters]
         reference = grads[0]
-        numbers = [result.loss * share, result.correct, ~result.ok, torch.tensor(stop)]
+        numbers = [result.loss * examples, result.correct, ~result.ok, torch.tensor(stop), torch.tensor(examples)]
         tail = torch.stack([number.to(device=reference.device, dtype=reference.dtype) for number in numbers])
-        flat = torch.cat([g.reshape(-1) * share for g in grads] + [tail])
+        # each process's mean times its count: the sum over processes, over the total count, is
+        # the mean over the whole batch, however unequal the shards
+        flat = torch.cat([g.reshape(-1) * examples for g in grads] + [tail])
         dist.all_reduce(flat)
+        failed, stops, total = flat[-3:].tolist()
+        summed, tail = flat[:-len(numbers)].div_(max(total, 1.0)), flat[-len(numbers):]
         offset = 0
         for parameter, grad in zip(parameters, grads):
-            parameter.grad = flat[offset:offset + grad.numel()].view_as(grad)
+            parameter.grad = summed[offset:offset + grad.numel()].view_as(grad)
             offset += grad.numel()
-        loss, correct, failed, stops = flat[offset:]
-        failed_anywhere, stop_anywhere = (bool(value) for value in torch.stack([failed, stops]).tolist())
-        reduced = StepResult(loss, result.logits, torch.tensor(not failed_anywhere, device=reference.device),
-                             correct.round().long())
-        return reduced, stop_anywhere
+        reduced = StepResult(tail[0] / max(total, 1.0), result.logits,
+                             torch.tensor(not failed, device=reference.device), tail[1].round().long())
+        return reduced, int(total), bool(stops)
 
     def end(self) -> None:
         """Leave the process group if this module joined it."""

@@ -40,7 +40,7 @@ from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, load_chec
                                       load_weights, parameter_shapes, save_checkpoint)
 from pcdsl.runtime.step import TrainStep, default_options
 from pcdsl.runtime.distributed import LeaderFailed, Ranks, join
-from pcdsl.runtime.evaluate import evaluate, evaluation_sums, summarise
+from pcdsl.runtime.evaluate import evaluation_sums, summarise
 from pcdsl.runtime.loading import load_model_class, source_sha256
 from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, read_metrics, write_metrics
 from pcdsl.runtime.optim import hold_learning_rate, make_optimizer, make_schedule, momentum_buffers
@@ -259,6 +259,7 @@ class EpochPosition:
     loss_sum: float        # their summed per-example training loss
     hits: int
     seconds: float         # training time spent on them
+    skipped: int = 0       # examples left out of their batches (unreadable files, skipped)
 
 
 class _Stop:
@@ -325,6 +326,7 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
     lr_used = schedule.current
     started = last_save = time.perf_counter()
     steps_since_save = 0
+    skipped = 0                # examples of this epoch's batches left out (unreadable files)
     window_start = 0           # index into this epoch's lists where the health window began
 
     def watch(closing: bool) -> None:
@@ -348,7 +350,7 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
     def position(done: int) -> EpochPosition:
         loss_sum, hit_count = _read_sums(losses, hits, sizes)
         return EpochPosition(epoch, done, start.seen + sum(sizes), start.loss_sum + loss_sum, start.hits + hit_count,
-                             start.seconds + time.perf_counter() - started)
+                             start.seconds + time.perf_counter() - started, start.skipped + skipped)
 
     with EpochProgress(epoch, last_epoch, batches, log, live) as progress:
         stream = data.train.batches(config.batch, shuffle=True, seed=config.seed, epoch=epoch - 1,
@@ -357,22 +359,23 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             _check_input_shape(model, x)
             x, label = step.prepare(x, label)
             result = step(x, label) if label.shape[0] else step.idle()
-            size = min(config.batch, len(data.train) - (number - 1) * config.batch)   # the whole batch's
-            stopping = stop.signal is not None
-            if ranks.active:
-                result, stopping = ranks.reduce_step(list(model.parameters()), result, label.shape[0], size, stopping)
+            size, stopping = label.shape[0], stop.signal is not None
+            if ranks.active:     # the whole batch's gradient, numbers and size, on every process
+                result, size, stopping = ranks.reduce_step(list(model.parameters()), result, size, stopping)
+            skipped += min(config.batch, len(data.train) - (number - 1) * config.batch) - size
             if not bool(result.ok):
                 raise _Diverged(epoch, f"batch {number} of {batches}", step.diagnose(x, label, result))
-            lr_used = schedule.current
-            if not result.updated:       # a compiled EP step takes the optimiser's step itself
-                update()
-            schedule.step()
-            losses.append(result.loss)
-            hits.append(result.correct)
-            sizes.append(size)
-            progress.update(result.loss)
-            steps_since_save += 1
-            watch(closing=False)
+            if size:           # (a batch whose every file was unreadable and skipped changes nothing)
+                lr_used = schedule.current
+                if not result.updated:       # a compiled EP step takes the optimiser's step itself
+                    update()
+                schedule.step()
+                losses.append(result.loss)
+                hits.append(result.correct)
+                sizes.append(size)
+                progress.update(result.loss)
+                steps_since_save += 1
+                watch(closing=False)
             due = ((config.checkpoint_steps and steps_since_save >= config.checkpoint_steps)
                    or (config.checkpoint_minutes and time.perf_counter() - last_save >= 60 * config.checkpoint_minutes))
             # a failing run does not overwrite last.pt inside an epoch: it keeps a point from before
@@ -387,9 +390,11 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
                 raise _Stopped(signal_name, None)
     watch(closing=True)
     reached = position(batches)
+    if not reached.seen:
+        raise RunError(f"no training image of epoch {epoch} could be read ({reached.skipped} skipped)")
     return {"train_loss": reached.loss_sum / reached.seen, "train_acc": reached.hits / reached.seen,
             "lr": lr_used, "train_seconds": reached.seconds,
-            "train_examples_per_s": reached.seen / reached.seconds}
+            "train_examples_per_s": reached.seen / reached.seconds, "skipped": reached.skipped}
 
 
 def _prune_checkpoints(run: "RunDir", epoch: int, keep: int) -> None:
@@ -612,7 +617,11 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                     evaluated = time.perf_counter()
                     sums = evaluation_sums(model, data.test, config.eval_batch, free_steps=config.free_steps,
                                            shard=ranks.shard)
-                    test = summarise(ranks.sum_(sums.to(target)).cpu(), model.NUM_CLASSES)
+                    sums = ranks.sum_(sums.to(target)).cpu()
+                    if not sums[3]:
+                        raise RunError("no test image could be read: every file of the test split was skipped")
+                    test = summarise(sums, model.NUM_CLASSES)
+                    skipped_test = len(data.test) - int(sums[3])
                     if not math.isfinite(test["loss"]):
                         raise _Diverged(epoch, "the end-of-epoch evaluation",
                                         f"the test loss is {test['loss']}")
@@ -627,7 +636,9 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                           "lr": record["lr"], "seconds": time.perf_counter() - started,
                           "train_seconds": record["train_seconds"],
                           "eval_seconds": time.perf_counter() - evaluated,
-                          "train_examples_per_s": record["train_examples_per_s"]}
+                          "train_examples_per_s": record["train_examples_per_s"],
+                          **({"skipped_train_examples": record["skipped"], "skipped_test_examples": skipped_test}
+                             if record["skipped"] or skipped_test else {})}
                 history.append(record)
                 if not ranks.leader:
                     continue
@@ -643,6 +654,10 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                 if config.keep_checkpoints:
                     _prune_checkpoints(run, epoch, config.keep_checkpoints)
                 log(_epoch_summary(record, last_epoch))
+                if "skipped_train_examples" in record:
+                    found = data.unreadable_files()
+                    log(f"  skipped {record['skipped_train_examples']} training and {skipped_test} test examples whose "
+                        f"image files cannot be read{f' (first: {found[0]})' if found else ''}")
     except _Stopped as stopped:
         if stopped.position is not None:
             kept = (f"at epoch {stopped.position.epoch} after batch {stopped.position.batches}: {run.last} holds "
@@ -689,7 +704,7 @@ def _os_error_text(error: OSError) -> str:
 def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits | None" = None,
                  batch_size: int | None = None, limit: int | None = None,
                  workers: int | None = None, device: str | torch.device | None = None,
-                 source: str | None = None) -> dict:
+                 source: str | None = None, skip_unreadable: bool = False) -> dict:
     """Evaluate a run directory (its last.pt) or one checkpoint file of a run on a test split.
 
     The module is regenerated from the run's `.pc` text and `--set` items (recorded in the
@@ -697,7 +712,8 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
     compiler: nothing from the run folder or the checkpoint is executed (docs/architecture.md,
     "Trust"). `source`: the module to evaluate with instead, for a run of a hand-written module.
     The data defaults to the spec recorded in the run's config.json (or pass `data_spec`, or
-    already-loaded `data`); `limit`: evaluate on that many test examples only."""
+    already-loaded `data`); `limit`: evaluate on that many test examples only; `skip_unreadable`:
+    leave out test images that cannot be read (counted in the result's "skipped")."""
     path = Path(path)
     if path.is_dir():
         run = RunDir(path)
@@ -728,13 +744,17 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
             raise RunError(f"{run.root} did not record which data it was trained on; pass a data spec")
         from pcdsl.data import load_data_for   # here: only evaluating from a spec needs the data
         data = load_data_for(spec, tuple(model.INPUT_SHAPE), config, augment=False,
-                             limit_test=limit, workers=workers)
+                             limit_test=limit, workers=workers, skip_unreadable=skip_unreadable)
     if data.num_classes > model.NUM_CLASSES:
         raise RunError(f"the data set has {data.num_classes} classes but the model outputs "
                        f"{model.NUM_CLASSES}")
-    result = evaluate(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps)
+    sums = evaluation_sums(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps)
+    if not sums[3]:
+        raise RunError(f"no test image of {data.description} could be read")
+    result = summarise(sums, model.NUM_CLASSES)
     return {**result, "epoch": checkpoint["epoch"], "checkpoint": str(checkpoint_path),
-            "data": data.description, "examples": len(data.test),
+            "data": data.description, "examples": int(sums[3]),
+            **({"skipped": len(data.test) - int(sums[3])} if len(data.test) != int(sums[3]) else {}),
             "same_module": source_sha256(source) == checkpoint["source_sha256"],
             # a checkpoint from inside an epoch: where in the next epoch its weights are
             **({"inside_epoch": checkpoint["position"]} if checkpoint.get("position") else {})}

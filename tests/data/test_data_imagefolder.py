@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from pcdsl.data import DataError, load_data
+from pcdsl.data.split import batch_indices, derived_generator, shard_rows
 
 
 def _all(split, **kwargs):
@@ -257,3 +258,62 @@ def test_readable_files_without_the_usual_ending_pass(image_folder, make_image):
     lost.write_bytes(lost.read_bytes()[:-12])
     data = load_data(str(root), (3, 6, 8), workers=0)
     assert data.check_readable().startswith("checked 7 test")
+
+
+# -- skipping unreadable files (issue #7, opt-in) ---------------------------------------------
+# Oracle: the same folder before the damage, whose batches (same seed and epoch) must be the
+# skipping loader's with the damaged file's row taken out, every other row augmented alike.
+def _damage_copy(root, tmp_path, names):
+    import shutil
+    damaged = tmp_path / "damaged"
+    shutil.copytree(root, damaged)
+    for name in names:
+        (damaged / name).write_bytes(b"not an image at all")
+    return damaged
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("shard", [None, (0, 2), (1, 2)])
+def test_skipping_leaves_only_the_unreadable_rows_out(image_folder, tmp_path, workers, shard):
+    root, _ = image_folder
+    damaged = _damage_copy(root, tmp_path, ["train/a_dog/001.png"])
+    options = dict(crop_pad=1, hflip=True, workers=workers)
+    clean = load_data(str(root), (3, 6, 8), **options)
+    skipping = load_data(str(damaged), (3, 6, 8), skip_unreadable=True, **options)
+    bad = skipping.train.source.listing.path(1)           # a_dog/001.png, second in storage order
+    assert bad.endswith("a_dog/001.png")
+    sharding = {"shard": shard} if shard else {}
+    met = False             # whether this shard met the damaged file
+    for epoch in (0, 1):     # the second epoch: the file is known bad (and, with workers, not decoded again)
+        order = batch_indices(6, 4, True, derived_generator("order", 2, epoch))
+        whole = list(clean.train.batches(4, shuffle=True, seed=2, epoch=epoch, **sharding))
+        left = list(skipping.train.batches(4, shuffle=True, seed=2, epoch=epoch, **sharding))
+        for indices, (x, y), (x_skip, y_skip) in zip(order, whole, left, strict=True):
+            keep = indices[shard_rows(shard)] != 1
+            assert torch.equal(x_skip, x[keep]) and torch.equal(y_skip, y[keep])
+            met = met or not keep.all()
+    assert list(skipping.train.source.unreadable) == ([1] if met else [])
+    if met:
+        assert skipping.unreadable_files()[0].startswith(str(damaged / "train" / "a_dog" / "001.png"))
+
+
+def test_skipping_check_counts_instead_of_refusing(image_folder, tmp_path):
+    root, _ = image_folder
+    damaged = _damage_copy(root, tmp_path, ["test/b_cat/000.png"])
+    with pytest.raises(DataError, match=r"000\.png: could not read image"):
+        load_data(str(damaged), (3, 6, 8), workers=0).check_readable()
+    data = load_data(str(damaged), (3, 6, 8), workers=0, skip_unreadable=True)
+    line = data.check_readable()
+    assert line.startswith("checked 4 test and 6 train image files before training; 1 unreadable, left out")
+    assert "b_cat/000.png" in line
+    x, y = _all(data.test, shuffle=False)
+    clean_x, clean_y = _all(load_data(str(root), (3, 6, 8), workers=0).test, shuffle=False)
+    # storage order a_dog 000, 001, b_cat 000, 001: the third is gone
+    assert torch.equal(x, clean_x[[0, 1, 3]]) and torch.equal(y, clean_y[[0, 1, 3]])
+
+
+def test_a_first_training_image_that_does_not_read_is_skipped_when_probing(image_folder, tmp_path):
+    root, _ = image_folder
+    damaged = _damage_copy(root, tmp_path, ["train/a_dog/000.png"])
+    data = load_data(str(damaged), (144,), workers=0, skip_unreadable=True)    # a flat input probes
+    assert len(data.train) == 6 and data.train.source.plan.height == 6
