@@ -33,7 +33,7 @@ def _user_errors():
     """Exception types whose message is written for the user."""
     kinds = [UserError]
     for module, name in (("pcdsl.data", "DataError"), ("pcdsl.runtime.checkpoint", "CheckpointError"),
-                         ("pcdsl.runtime.trainer", "RunError")):
+                         ("pcdsl.runtime.trainer", "RunError"), ("pcdsl.runtime.distributed", "CollectiveFailed")):
         try:
             kinds.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -78,7 +78,16 @@ def reports_errors(command):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, keeping the arguments it was given (ctx.meta["pcdsl.arguments"]):
+    `train --nproc` starts each process with them."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["pcdsl.arguments"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pcdsl")
 def main():
     """pcdsl: write an energy model in text, compile it to PyTorch, train it with centered EP."""
@@ -196,6 +205,9 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
                  lean_memory=lean_memory, sets=items)
 
 
+SHUTDOWN_SECONDS = 300      # how long the launcher waits for stopping processes before it kills them
+
+
 def _launch_local(nproc: int) -> None:
     """`pcdsl train --nproc N`: the same command as N processes of one run on this machine,
     started and watched by torch's elastic launcher (what torchrun --standalone does); each sees
@@ -207,14 +219,24 @@ def _launch_local(nproc: int) -> None:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
     if nproc > 1 and "OMP_NUM_THREADS" not in os.environ:
         # N processes share the cores rather than each starting a thread per core
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // nproc))
+    # a stop signal lets each process finish its step and rank 0 write a checkpoint: the
+    # launcher's 30 s before it kills them may not cover an evaluation and a VGG10 checkpoint
+    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(SHUTDOWN_SECONDS))
+    options = {"shutdown_timeout": SHUTDOWN_SECONDS} if "shutdown_timeout" in LaunchConfig.__dataclass_fields__ else {}
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"pcdsl-{uuid4().hex[:12]}",
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, **options)
+    arguments = click.get_current_context().meta["pcdsl.arguments"]
+    # -P: the processes import the pcdsl this one runs, not a `pcdsl` folder in the current one
+    isolated = ("-P",) if sys.version_info >= (3, 11) else ()
     try:
-        elastic_launch(config, sys.executable)("-m", "pcdsl", *sys.argv[1:])
+        elastic_launch(config, sys.executable)(*isolated, "-m", "pcdsl", *arguments)
     except ChildFailedError as error:     # the failing process has said why
-        codes = [failure.exitcode for failure in error.failures.values()]
-        sys.exit(next((code for code in codes if code in (130, 143)), codes[0] if codes else 1))
+        # the status of the process that failed first (the others were stopped because it did);
+        # a negative code is a process killed by that signal: the shell's 128 + signal
+        code = error.get_first_failure()[1].exitcode
+        sys.exit(128 - code if code < 0 else code)
     except SignalException as error:       # the launcher stopped the processes on a signal
         sys.exit(128 + int(error.sigval))
 

@@ -325,9 +325,14 @@ class ImageFiles:
         if workers == 0:
             replies = (dataset[request] for request in requests)
         else:
+            # its own generator: a loader's workers take their seed from it, and one drawn from
+            # torch's global generator would shift the draws training makes there (the random EP
+            # scheme) by how often the data were decoded rather than cached, which differs
+            # between a run and its resumption, and between the processes of one run
             replies = iter(DataLoader(dataset, batch_size=None, sampler=requests,
                                       num_workers=workers, collate_fn=_as_is,
-                                      worker_init_fn=_leave_stop_signals_to_the_trainer))
+                                      worker_init_fn=_leave_stop_signals_to_the_trainer,
+                                      generator=torch.Generator()))
         try:
             for (pixels, error, unreadable), request, request_sizes in zip(replies, requests, sizes):
                 if error is not None:

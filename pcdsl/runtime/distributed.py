@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -35,6 +36,34 @@ T = TypeVar("T")
 # checkpoint save on rank 0 keeps the others waiting at the next step: minutes for VGG10 on a
 # slow disk).
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+
+
+class CollectiveFailed(Exception):
+    """A collective operation failed: another process of the run stopped (its own message says
+    why) or the network between them failed."""
+
+
+@contextmanager
+def _collective() -> Iterator[None]:
+    try:
+        yield
+    except RuntimeError as error:     # gloo, NCCL and the store raise RuntimeError (DistBackendError)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CollectiveFailed(f"lost contact with the other processes of the run (one stopped, and its own "
+                               f"message says why, or the network failed): {first}") from None
+
+
+@dataclass
+class StepOutcome:
+    """What every process knows after a step (Ranks.reduce_step)."""
+    result: StepResult
+    examples: int              # in the whole batch
+    stop: str | None           # the signal some process received, if any
+    save: bool                 # a checkpoint is due (rank 0's decision)
+
+
+class LaunchError(Exception):
+    """This process cannot take its place in the run (the message says why)."""
 
 
 class LeaderFailed(Exception):
@@ -83,7 +112,8 @@ class Ranks:
             except BaseException as error:       # the others must not wait for an answer
                 failure = error
                 outcome = [("failed", f"{type(error).__name__}: {error}")]
-        dist.broadcast_object_list(outcome, src=0)
+        with _collective():
+            dist.broadcast_object_list(outcome, src=0)
         if failure is not None:
             raise failure
         kind, value = outcome[0]
@@ -91,52 +121,85 @@ class Ranks:
             raise LeaderFailed(value)
         return value
 
+    def agree(self, facts: dict) -> list[str]:
+        """The facts (name -> value) in which some process differs from rank 0, each with the
+        ranks that differ: every process must run the same model, config and data."""
+        if not self.active:
+            return []
+        gathered: list = [None] * self.size
+        with _collective():
+            dist.all_gather_object(gathered, facts)
+        return [f"{name}: rank 0 has {value!r}, rank(s) {', '.join(str(r) for r, other in enumerate(gathered) if other[name] != value)} "
+                "differ" for name, value in facts.items() if any(other[name] != value for other in gathered)]
+
     def broadcast_(self, tensors: list[torch.Tensor]) -> None:
-        """Every process's `tensors` set, in place, to rank 0's."""
+        """Every process's `tensors` set, in place, to rank 0's. Through a contiguous copy: a
+        broadcast moves bytes, and two processes may hold one tensor in different layouts
+        (a momentum buffer saved channels_last, or in the strides of its first gradient)."""
         if self.active:
             for tensor in tensors:
-                dist.broadcast(tensor.data, src=0)
+                staged = tensor.detach().contiguous()
+                with _collective():
+                    dist.broadcast(staged, src=0)
+                if staged.data_ptr() != tensor.data_ptr():
+                    tensor.detach().copy_(staged)
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """`tensor` summed over the processes, in place."""
         if self.active:
-            dist.all_reduce(tensor)
+            with _collective():
+                dist.all_reduce(tensor)
         return tensor
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """Whether `flag` is true on some process."""
+    def agreed_stop(self, signal: str | None, device: torch.device) -> str | None:
+        """The stop request of any process: the signal it received (SIGTERM over SIGINT)."""
         if not self.active:
-            return flag
-        return bool(self.sum_(torch.tensor([float(flag)], device=device)).item())
+            return signal
+        return _stop_signal(*self.sum_(torch.tensor(_stop_flags(signal), device=device)).tolist())
 
     def reduce_step(self, parameters: list[torch.Tensor], result: StepResult, examples: int,
-                    stop: bool) -> tuple[StepResult, int, bool]:
-        """After a step on this process's `examples` (its shard of a batch): every parameter's
-        .grad replaced by the gradient of the whole batch's mean cost, and the result by the
-        whole batch's (loss, hits, health); also the whole batch's number of examples and
-        whether some process was asked to stop. One all-reduce, one host read (the flags)."""
+                    stop: str | None, save: bool) -> "StepOutcome":
+        """After a step on this process's `examples` (its shard of a batch), what every process
+        agrees on: each parameter's .grad holds the gradient of the whole batch's mean cost and
+        the result is the whole batch's (loss, hits, health), with its number of examples,
+        whether some process was asked to stop (and by which signal) and whether rank 0 asked
+        for a checkpoint (`save`: its clock decides). One all-reduce, one host read."""
+        if not self.active:
+            return StepOutcome(result, examples, stop, save)
         grads = [p.grad for p in parameters]
         reference = grads[0]
-        numbers = [result.loss * examples, result.correct, ~result.ok, torch.tensor(stop), torch.tensor(examples)]
+        numbers = [result.loss * examples, result.correct, ~result.ok, *map(torch.tensor, _stop_flags(stop)),
+                   torch.tensor(save and self.leader), torch.tensor(examples)]
         tail = torch.stack([number.to(device=reference.device, dtype=reference.dtype) for number in numbers])
         # each process's mean times its count: the sum over processes, over the total count, is
         # the mean over the whole batch, however unequal the shards
         flat = torch.cat([g.reshape(-1) * examples for g in grads] + [tail])
-        dist.all_reduce(flat)
-        failed, stops, total = flat[-3:].tolist()
+        with _collective():
+            dist.all_reduce(flat)
+        failed, terms, stops, saves, total = flat[-5:].tolist()
         summed, tail = flat[:-len(numbers)].div_(max(total, 1.0)), flat[-len(numbers):]
         offset = 0
-        for parameter, grad in zip(parameters, grads):
-            parameter.grad = summed[offset:offset + grad.numel()].view_as(grad)
+        for grad in grads:       # in place: each gradient keeps its layout (channels_last)
+            grad.copy_(summed[offset:offset + grad.numel()].view(grad.shape))
             offset += grad.numel()
         reduced = StepResult(tail[0] / max(total, 1.0), result.logits,
                              torch.tensor(not failed, device=reference.device), tail[1].round().long())
-        return reduced, int(total), bool(stops)
+        return StepOutcome(reduced, int(total), _stop_signal(terms, stops), bool(saves))
 
     def end(self) -> None:
         """Leave the process group if this module joined it."""
         if self.joined_here and dist.is_initialized():
+            dist.barrier()          # no process leaves while another still talks to it
             dist.destroy_process_group()
+
+
+def _stop_flags(signal: str | None) -> list[float]:
+    """A stop request as numbers that add up over processes (_stop_signal reads the sums)."""
+    return [float(signal == "SIGTERM"), float(signal is not None)]
+
+
+def _stop_signal(terms: float, stops: float) -> str | None:
+    return ("SIGTERM" if terms else "SIGINT") if stops else None
 
 
 def launched() -> bool:
@@ -147,18 +210,23 @@ def launched() -> bool:
 def join(device: torch.device | None) -> tuple[Ranks, torch.device | None]:
     """This process's Ranks, joining the process group torchrun describes in the environment
     (MASTER_ADDR, RANK, WORLD_SIZE, LOCAL_RANK) when it has not been joined yet; and the device
-    it trains on: its own GPU (cuda:LOCAL_RANK) when training on CUDA. NCCL for CUDA, gloo for
-    the CPU."""
+    it trains on: on CUDA, its own GPU, cuda:LOCAL_RANK, whatever index `device` names. NCCL
+    for CUDA, gloo for the CPU."""
     if not launched():
         return Ranks(), device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = (device.type == "cuda") if device is not None else torch.cuda.is_available()
     if cuda:
-        device = torch.device("cuda", local_rank if device is None or device.index is None else device.index)
+        if local_rank >= torch.cuda.device_count():
+            raise LaunchError(f"process {local_rank} of this machine has no GPU of its own: the machine has "
+                              f"{torch.cuda.device_count()}; start at most that many processes per machine "
+                              "(or hide the GPUs, CUDA_VISIBLE_DEVICES=, to train on the CPU)")
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
     joined_here = not dist.is_initialized()
     if joined_here:
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        with _collective():
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, joined_here), device

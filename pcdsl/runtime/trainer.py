@@ -39,7 +39,7 @@ from pcdsl.ir.config import TrainConfig
 from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, load_checkpoint,
                                       load_weights, parameter_shapes, save_checkpoint)
 from pcdsl.runtime.step import TrainStep, default_options
-from pcdsl.runtime.distributed import LeaderFailed, Ranks, join
+from pcdsl.runtime.distributed import LaunchError, LeaderFailed, Ranks, join
 from pcdsl.runtime.evaluate import evaluation_sums, summarise
 from pcdsl.runtime.loading import load_model_class, source_sha256
 from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, read_metrics, write_metrics
@@ -276,9 +276,11 @@ SAME_REQUEST_SECONDS = 2.0
 
 
 @contextmanager
-def _stopping_on_signals(stop: _Stop) -> Iterator[None]:
+def _stopping_on_signals(stop: _Stop, repeats_are_one: bool = False) -> Iterator[None]:
     """SIGTERM (what a cluster scheduler sends before it kills) and SIGINT set `stop` instead of
-    killing the run mid-write; a second one interrupts at once. Only the main thread can."""
+    killing the run mid-write; a second one interrupts at once (`repeats_are_one`, one of
+    several processes: one that comes within SAME_REQUEST_SECONDS of the first does not). Only
+    the main thread can."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -287,7 +289,7 @@ def _stopping_on_signals(stop: _Stop) -> Iterator[None]:
 
     def handler(number, frame):
         if stop.signal is not None:
-            if time.monotonic() - stop.at > SAME_REQUEST_SECONDS:
+            if not repeats_are_one or time.monotonic() - stop.at > SAME_REQUEST_SECONDS:
                 raise KeyboardInterrupt
             return
         stop.signal, stop.at = signal.Signals(number).name, time.monotonic()
@@ -359,9 +361,11 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
             _check_input_shape(model, x)
             x, label = step.prepare(x, label)
             result = step(x, label) if label.shape[0] else step.idle()
-            size, stopping = label.shape[0], stop.signal is not None
-            if ranks.active:     # the whole batch's gradient, numbers and size, on every process
-                result, size, stopping = ranks.reduce_step(list(model.parameters()), result, size, stopping)
+            clock_due = bool(config.checkpoint_minutes) and time.perf_counter() - last_save >= 60 * config.checkpoint_minutes
+            # with several processes: the whole batch's gradient, numbers and size, a stop
+            # request of any process and rank 0's clock, the same on every process
+            outcome = ranks.reduce_step(list(model.parameters()), result, label.shape[0], stop.signal, clock_due)
+            result, size = outcome.result, outcome.examples
             skipped += min(config.batch, len(data.train) - (number - 1) * config.batch) - size
             if not bool(result.ok):
                 raise _Diverged(epoch, f"batch {number} of {batches}", step.diagnose(x, label, result))
@@ -376,18 +380,16 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
                 progress.update(result.loss)
                 steps_since_save += 1
                 watch(closing=False)
-            due = ((config.checkpoint_steps and steps_since_save >= config.checkpoint_steps)
-                   or (config.checkpoint_minutes and time.perf_counter() - last_save >= 60 * config.checkpoint_minutes))
+            due = (config.checkpoint_steps and steps_since_save >= config.checkpoint_steps) or outcome.save
             # a failing run does not overwrite last.pt inside an epoch: it keeps a point from before
-            signal_name = stop.signal or "a signal to another process"
-            if (stopping or (due and number < batches)) and not health.failing:
+            if (outcome.stop or (due and number < batches)) and not health.failing:
                 reached = position(number)
                 save_midway(reached)
-                if stopping:
-                    raise _Stopped(signal_name, reached)
+                if outcome.stop:
+                    raise _Stopped(outcome.stop, reached)
                 steps_since_save, last_save = 0, time.perf_counter()
-            elif stopping:       # failing: last.pt keeps its point from before
-                raise _Stopped(signal_name, None)
+            elif outcome.stop:       # failing: last.pt keeps its point from before
+                raise _Stopped(outcome.stop, None)
     watch(closing=True)
     reached = position(batches)
     if not reached.seen:
@@ -443,7 +445,10 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     _train_in_folder."""
     root = Path(out_dir).expanduser()     # the path checked is the path written
     device = options.pop("device", None)
-    ranks, device = join(torch.device(device) if device is not None else None)
+    try:
+        ranks, device = join(torch.device(device) if device is not None else None)
+    except LaunchError as error:
+        raise RunError(str(error)) from None
     if not ranks.leader:                  # rank 0 speaks for the run
         options.update(log=lambda message: None, progress=False)
     try:
@@ -452,14 +457,15 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
                 check_output_folder(root)
                 held.enter_context(held_run_folder(root))
             ranks.from_leader(hold_folder)
-            return _train_in_folder(model_cls_source, pc_text, pc_name, config, data, root,
-                                    device=device, ranks=ranks, **options)
+            history = _train_in_folder(model_cls_source, pc_text, pc_name, config, data, root,
+                                       device=device, ranks=ranks, **options)
     except RunFolderError as error:
         raise RunError(str(error)) from None
     except LeaderFailed as error:      # rank 0 has reported it
         raise RunError(f"rank 0 stopped the run ({error})") from None
-    finally:
-        ranks.end()
+    # (left as it is after a failure: with a process gone, ending the group could wait forever)
+    ranks.end()
+    return history
 
 
 def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig,
@@ -486,6 +492,13 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     if config.batch < ranks.size:
         raise RunError(f"the batch ({config.batch}) is smaller than the number of processes ({ranks.size}): "
                        "`batch` is the batch of all processes together")
+    differences = ranks.agree({
+        "model": source_sha256(model_cls_source), "config": config.model_dump(mode="json"),
+        "epochs": epochs, "resume": resume, "train examples": len(data.train), "test examples": len(data.test),
+        "classes": list(data.classes)})
+    if differences:
+        raise RunError("the processes of the run were not started alike (each must train the same model with "
+                       "the same settings on the same data):\n  " + "\n  ".join(differences))
     checkpoint = None
 
     def claim_folder() -> None:
@@ -593,22 +606,25 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
             "pcdsl_version": pcdsl.__version__}
 
     def save_midway(position: EpochPosition) -> None:
-        if not ranks.leader:
-            return
-        try:
-            save_checkpoint(run.last, payload(position.epoch - 1, position))
-        except OSError as error:
-            raise RunError(f"cannot save a checkpoint in {run.root}: {_os_error_text(error)}") from None
+        def save() -> None:
+            try:
+                save_checkpoint(run.last, payload(position.epoch - 1, position))
+            except OSError as error:
+                raise RunError(f"cannot save a checkpoint in {run.root}: {_os_error_text(error)}") from None
+        ranks.from_leader(save)     # the other processes wait for it, and stop with it if it fails
 
     resume_at = _position(state)
     stop = _Stop()
     health = TrainingHealth(model.NUM_CLASSES if data.num_classes <= 1 else data.num_classes, config.divergence_steps)
     failing_epoch = None      # the epoch in which the present failing stretch began
     try:
-        with _stopping_on_signals(stop):
+        with _stopping_on_signals(stop, repeats_are_one=ranks.active):
             for epoch in range(done + 1, last_epoch + 1):
-                if ranks.any(stop.signal is not None, target):   # arrived during the last evaluation
-                    raise _Stopped(stop.signal or "a signal to another process", None)
+                # a stop that arrived during the last evaluation (and its checkpoint) ends the run
+                # here, on every process
+                stopping = ranks.agreed_stop(stop.signal, target)
+                if stopping:
+                    raise _Stopped(stopping, None)
                 started = time.perf_counter()
                 start = resume_at if resume_at is not None and resume_at.epoch == epoch else None
                 try:
@@ -640,19 +656,21 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                           **({"skipped_train_examples": record["skipped"], "skipped_test_examples": skipped_test}
                              if record["skipped"] or skipped_test else {})}
                 history.append(record)
-                if not ranks.leader:
-                    continue
-                try:
-                    save_checkpoint(run.epoch_checkpoint(epoch), payload(epoch, None))
-                    # a copy, not a hard link: one damaged file must leave the other to resume from
-                    atomic_copy(run.epoch_checkpoint(epoch), run.last)
-                    append_metrics(run.metrics_file, record)
-                except OSError as error:     # a full disk, a folder made read-only under the run
-                    kept = (f"{run.last} still holds epoch {epoch - 1}" if epoch > 1 or done else "no checkpoint was written")
-                    raise RunError(f"cannot save epoch {epoch} in {run.root}: {_os_error_text(error)}; {kept}, "
-                                   "and --resume continues from it once there is room") from None
-                if config.keep_checkpoints:
-                    _prune_checkpoints(run, epoch, config.keep_checkpoints)
+
+                def save_epoch() -> None:
+                    try:
+                        save_checkpoint(run.epoch_checkpoint(epoch), payload(epoch, None))
+                        # a copy, not a hard link: one damaged file must leave the other to resume from
+                        atomic_copy(run.epoch_checkpoint(epoch), run.last)
+                        append_metrics(run.metrics_file, record)
+                    except OSError as error:     # a full disk, a folder made read-only under the run
+                        kept = (f"{run.last} still holds epoch {epoch - 1}" if epoch > 1 or done
+                                else "no checkpoint was written")
+                        raise RunError(f"cannot save epoch {epoch} in {run.root}: {_os_error_text(error)}; {kept}, "
+                                       "and --resume continues from it once there is room") from None
+                    if config.keep_checkpoints:
+                        _prune_checkpoints(run, epoch, config.keep_checkpoints)
+                ranks.from_leader(save_epoch)
                 log(_epoch_summary(record, last_epoch))
                 if "skipped_train_examples" in record:
                     found = data.unreadable_files()

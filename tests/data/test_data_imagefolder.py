@@ -317,3 +317,14 @@ def test_a_first_training_image_that_does_not_read_is_skipped_when_probing(image
     damaged = _damage_copy(root, tmp_path, ["train/a_dog/000.png"])
     data = load_data(str(damaged), (144,), workers=0, skip_unreadable=True)    # a flat input probes
     assert len(data.train) == 6 and data.train.source.plan.height == 6
+
+
+def test_decoding_workers_leave_the_global_random_generator_alone(image_folder):
+    """Training draws from torch's global generator (the random EP scheme): how often the data
+    are decoded rather than cached must not shift those draws."""
+    root, _ = image_folder
+    data = load_data(str(root), (3, 6, 8), workers=1)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    _all(data.train, shuffle=True, seed=1)
+    assert torch.equal(torch.get_rng_state(), before)

@@ -115,3 +115,75 @@ def test_sigterm_under_two_processes_then_resume_is_bit_identical(tmp_path):
     ours = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
     theirs = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
+
+
+CONV_MODEL = """model digits_conv {
+  input  x  : [1, 8, 8]
+  label  y  : [10]
+
+  state  h1 : [4, 8, 8] >= 0 ~ relu(conv(x, 4, k=3, pad=1) + bias)
+  state  h2 : [64] >= 0      ~ relu(dense(flatten(h1), 64) + bias)
+  output o  : [10]           ~ dense(h2, 10) + bias
+
+  cost cross_entropy(o, y)
+}
+
+train {
+  ep(scheme=centered, beta=0.05, steps=8)
+  sgd(lr=0.02, momentum=0.9)
+  constant()
+  batch 32
+  epochs 2
+}
+"""
+
+
+def test_a_run_resumed_with_another_number_of_processes_continues_it(tmp_path):
+    """One process for the first epoch, two for the second: the same batches and mean gradient
+    (and the momentum rank 0 saved, whatever its memory layout, reaches rank 1)."""
+    model = tmp_path / "digits_conv.pc"
+    model.write_text(CONV_MODEL)
+    train = lambda out, *extra: subprocess.run(
+        [sys.executable, "-m", "pcdsl", "train", str(model), "--out", str(out), *extra],
+        env=ENV, capture_output=True, text=True, timeout=300)
+    straight = train(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    first = train(tmp_path / "switched", "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    second = train(tmp_path / "switched", "--epochs", "2", "--resume", "--nproc", "2")
+    assert second.returncode == 0, second.stderr
+    assert "continues with 2 process(es), it was saved by 1" in second.stderr
+    ours = load_checkpoint(tmp_path / "switched" / "checkpoints" / "last.pt")["model"]
+    theirs = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
+    for name, expected in theirs.items():
+        torch.testing.assert_close(ours[name], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_processes_started_unlike_each_other_are_refused(tmp_path):
+    ranks = tmp_path / "ranks"
+    ranks.mkdir()
+    done = _torchrun(2, "mlp_digits", str(tmp_path / "run"), str(ranks), "epochs=1",
+                     env={**ENV, "PCDSL_TEST_LIMIT": "64", "PCDSL_TEST_RANK1_SET": "lr=0.2"})
+    assert done.returncode != 0
+    assert "the processes of the run were not started alike" in done.stderr
+    assert "rank(s) 1 differ" in done.stderr and "'lr': 0.2" not in done.stderr.split("rank 0 has")[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_process_killed_ends_the_run_with_a_clear_message(tmp_path):
+    model = tmp_path / "digits_mlp.pc"
+    model.write_text(MODEL)
+    out = tmp_path / "run"
+    process = subprocess.Popen(_nproc_train(model, out), env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-f", "-P", str(process.pid), "pcdsl train"], capture_output=True, text=True)
+    pids = [int(pid) for pid in workers.stdout.split()]
+    assert len(pids) == 2, workers
+    os.kill(max(pids), signal.SIGKILL)            # one of the two training processes
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGKILL, stderr     # the status of the process that failed first
+    assert "lost contact with the other processes of the run" in stderr
+    assert "internal error" not in stderr and "this is a bug" not in stderr, stderr

@@ -3,6 +3,9 @@ digits, each process then saving ITS final weights as RANKDIR/rank<R>.pt (rank 0
 the run folder, so this is how a test sees that every rank holds the same weights).
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 THIS MODEL OUT RANKDIR [KEY=VALUE...]
+
+PCDSL_TEST_LIMIT=N limits both splits to N examples; PCDSL_TEST_RANK1_SET=KEY=VALUE gives rank 1
+one more --set item than the others.
 """
 import os
 import sys
@@ -16,6 +19,8 @@ from pcdsl.pipeline import compile_file
 
 
 def main(model: str, out: str, rank_dir: str, *sets: str) -> None:
+    if os.environ.get("RANK") == "1" and os.environ.get("PCDSL_TEST_RANK1_SET"):
+        sets = (*sets, os.environ["PCDSL_TEST_RANK1_SET"])     # a process started unlike the others
     built = []
     build = trainer.build_model
     trainer.build_model = lambda model_class, config: built.append(build(model_class, config)) or built[-1]
