@@ -179,8 +179,10 @@ class Ranks:
         failed, terms, stops, saves, total = flat[-5:].tolist()
         summed, tail = flat[:-len(numbers)].div_(max(total, 1.0)), flat[-len(numbers):]
         offset = 0
-        for grad in grads:       # in place: each gradient keeps its layout (channels_last)
-            grad.copy_(summed[offset:offset + grad.numel()].view(grad.shape))
+        for parameter, grad in zip(parameters, grads):
+            # a new tensor in the gradient's layout (channels_last stays): the step's own may be
+            # the output of a CUDA graph, which its next replay overwrites
+            parameter.grad = torch.empty_like(grad).copy_(summed[offset:offset + grad.numel()].view(grad.shape))
             offset += grad.numel()
         reduced = StepResult(tail[0] / max(total, 1.0), result.logits,
                              torch.tensor(not failed, device=reference.device), tail[1].round().long())
