@@ -176,14 +176,28 @@ def test_processes_started_unlike_each_other_are_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (from /proc: Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            # the fields after the command's closing parenthesis: state, ppid, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the launched processes through /proc (Linux)")
 def test_a_process_killed_ends_the_run_with_a_clear_message(tmp_path):
     model = tmp_path / "digits_mlp.pc"
     model.write_text(MODEL)
     out = tmp_path / "run"
     process = _start_until_a_checkpoint(model, out)
-    workers = subprocess.run(["pgrep", "-f", "-P", str(process.pid), "pcdsl train"], capture_output=True, text=True)
-    pids = [int(pid) for pid in workers.stdout.split()]
-    assert len(pids) == 2, workers
+    pids = _children(process.pid)
+    assert len(pids) == 2, pids
     os.kill(max(pids), signal.SIGKILL)            # one of the two training processes
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGKILL, stderr     # the status of the process that failed first
