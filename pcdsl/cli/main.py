@@ -33,7 +33,8 @@ def _user_errors():
     """Exception types whose message is written for the user."""
     kinds = [UserError]
     for module, name in (("pcdsl.data", "DataError"), ("pcdsl.runtime.checkpoint", "CheckpointError"),
-                         ("pcdsl.runtime.trainer", "RunError"), ("pcdsl.runtime.distributed", "CollectiveFailed")):
+                         ("pcdsl.runtime.trainer", "RunError"), ("pcdsl.runtime.distributed", "CollectiveFailed"),
+                         ("pcdsl.runtime.distributed", "LaunchError")):
         try:
             kinds.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -228,7 +229,10 @@ def _launch_local(nproc: int) -> None:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"pcdsl-{uuid4().hex[:12]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, **options)
     arguments = click.get_current_context().meta["pcdsl.arguments"]
-    # -P: the processes import the pcdsl this one runs, not a `pcdsl` folder in the current one
+    # the processes import the pcdsl this one runs: its folder first on their path, and (-P)
+    # not a `pcdsl` folder that happens to be in the current one
+    here = str(Path(__file__).resolve().parents[2])
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
     isolated = ("-P",) if sys.version_info >= (3, 11) else ()
     try:
         elastic_launch(config, sys.executable)(*isolated, "-m", "pcdsl", *arguments)

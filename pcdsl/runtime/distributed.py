@@ -212,18 +212,24 @@ def launched() -> bool:
 def join(device: torch.device | None) -> tuple[Ranks, torch.device | None]:
     """This process's Ranks, joining the process group torchrun describes in the environment
     (MASTER_ADDR, RANK, WORLD_SIZE, LOCAL_RANK) when it has not been joined yet; and the device
-    it trains on: on CUDA, its own GPU, cuda:LOCAL_RANK, whatever index `device` names. NCCL
-    for CUDA, gloo for the CPU."""
+    it trains on: on CUDA, its own GPU, cuda:LOCAL_RANK (cuda:0 where a launcher leaves each
+    process one visible GPU), whatever index `device` names. NCCL for CUDA, gloo for the CPU."""
     if not launched():
         return Ranks(), device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = (device.type == "cuda") if device is not None else torch.cuda.is_available()
     if cuda:
-        if local_rank >= torch.cuda.device_count():
+        visible = torch.cuda.device_count()
+        # one GPU per process: the machine's LOCAL_RANK-th, or the one a launcher left visible
+        if visible == 1:
+            index = 0
+        elif local_rank < visible:
+            index = local_rank
+        else:
             raise LaunchError(f"process {local_rank} of this machine has no GPU of its own: the machine has "
-                              f"{torch.cuda.device_count()}; start at most that many processes per machine "
+                              f"{visible}; start at most that many processes per machine "
                               "(or hide the GPUs, CUDA_VISIBLE_DEVICES=, to train on the CPU)")
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", index)
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")

@@ -39,7 +39,7 @@ from pcdsl.ir.config import TrainConfig
 from pcdsl.runtime.checkpoint import (CheckpointError, content_sha256, load_checkpoint,
                                       load_weights, parameter_shapes, save_checkpoint)
 from pcdsl.runtime.step import TrainStep, default_options
-from pcdsl.runtime.distributed import LaunchError, LeaderFailed, Ranks, join
+from pcdsl.runtime.distributed import LeaderFailed, Ranks, join
 from pcdsl.runtime.evaluate import evaluation_sums, summarise
 from pcdsl.runtime.loading import load_model_class, source_sha256
 from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, read_metrics, write_metrics
@@ -445,10 +445,8 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     _train_in_folder."""
     root = Path(out_dir).expanduser()     # the path checked is the path written
     device = options.pop("device", None)
-    try:
-        ranks, device = join(torch.device(device) if device is not None else None)
-    except LaunchError as error:
-        raise RunError(str(error)) from None
+    # (a LaunchError is this process's own: reported as it is, with its rank)
+    ranks, device = join(torch.device(device) if device is not None else None)
     if not ranks.leader:                  # rank 0 speaks for the run
         options.update(log=lambda message: None, progress=False)
     try:
@@ -463,6 +461,10 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
         raise RunError(str(error)) from None
     except LeaderFailed as error:      # rank 0 has reported it
         raise RunError(f"rank 0 stopped the run ({error})") from None
+    except TrainingInterrupted as stopped:
+        if stopped.signal is not None:      # a stop every process agreed on: they are in step
+            ranks.end()
+        raise
     # (left as it is after a failure: with a process gone, ending the group could wait forever)
     ranks.end()
     return history
@@ -495,7 +497,8 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     differences = ranks.agree({
         "model": source_sha256(model_cls_source), "config": config.model_dump(mode="json"),
         "epochs": epochs, "resume": resume, "train examples": len(data.train), "test examples": len(data.test),
-        "classes": list(data.classes)})
+        "classes": list(data.classes),
+        "skip unreadable images": getattr(getattr(data.train, "source", None), "skip_unreadable", False)})
     if differences:
         raise RunError("the processes of the run were not started alike (each must train the same model with "
                        "the same settings on the same data):\n  " + "\n  ".join(differences))
