@@ -144,7 +144,9 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--data", "data_spec", default="digits", show_default=True,
               help="digits | a folder of MNIST idx files | a folder with train/ and test/ (or val/) class folders.")
 @click.option("--epochs", type=int, help="Number of epochs (default: the model file's).")
-@click.option("--algorithm", type=click.Choice(["ep", "bp"]), help="ep (default) or the backprop baseline.")
+@click.option("--algorithm", type=click.Choice(["ep", "bp", "rbp"]),
+              help="ep (default), or an exact-gradient baseline: bp (backprop through the free phase) or rbp "
+                   "(implicit differentiation at its equilibrium, for relaxation models).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<model>-<algorithm>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--limit", type=int, help="Use only this many training (and test) examples: a quick run.")
@@ -308,6 +310,10 @@ def eval_command(path, data_spec, limit, skip_bad_images, as_json):
               help="bf16: the estimate in mixed precision (as `precision bf16` trains), the oracle in float64.")
 @click.option("--data", "data_spec", help="Take the batch from this data set (default: random inputs).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--algorithm", type=click.Choice(["ep", "rbp"]), default="ep", show_default=True,
+              help="rbp: check recurrent backprop (implicit differentiation at the free equilibrium, "
+                   "--adjoint-steps iterations) instead of EP.")
+@click.option("--adjoint-steps", type=int, help="rbp: adjoint iterations (default: the free phase's).")
 @click.option("--min-cosine", type=float, default=None,
               help="Exit 1 when a tensor's cosine is below this (default 0.999; with --dtype bf16 0.98, "
                    "and a tensor within 0.005 of bf16 backprop's own cosine also passes, "
@@ -315,12 +321,16 @@ def eval_command(path, data_spec, limit, skip_bad_images, as_json):
 @click.option("--json", "as_json", is_flag=True)
 @_set_option
 @reports_errors
-def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_spec, seed, min_cosine, as_json, set_items):
-    """Compare the EP gradient estimate with backprop's gradient on one batch, per parameter."""
+def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_spec, seed, algorithm, adjoint_steps,
+              min_cosine, as_json, set_items):
+    """Compare the EP gradient estimate (or recurrent backprop's, --algorithm rbp) with
+    backprop's gradient on one batch, per parameter."""
     import torch
     from ..pipeline import compile_file
     from ..runtime.gradcheck import gradcheck as run_gradcheck
     from ..runtime.loading import load_model_class
+    if algorithm == "rbp" and dtype == "bf16":
+        raise UserError("--algorithm rbp is checked in float64 or float32, not bf16")
     # the checker refuses bf16 where EP cannot keep the gradient in it (E405)
     compiled = compile_file(model_file, list(set_items) + (["algorithm=ep", "precision=bf16"] if dtype == "bf16" else []))
     cfg = compiled.ir.train
@@ -338,16 +348,21 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
     x, label = _gradcheck_batch(model, compiled, data_spec, batch, generator)
     result = run_gradcheck(model, x.to(model_dtype), label, beta, steps, scheme=scheme,
                            mod=cfg.update == "modpgd", synchronous=cfg.traversal == "sync", free_steps=free_steps,
-                           precision=precision)
-    result.update({"model": compiled.ir.name, "beta": beta, "steps": steps, "scheme": scheme, "dtype": dtype,
+                           precision=precision, algorithm=algorithm,
+                           adjoint_steps=adjoint_steps if adjoint_steps is not None else cfg.adjoint_steps)
+    result.update({"model": compiled.ir.name, "algorithm": algorithm, "beta": beta, "steps": steps, "scheme": scheme, "dtype": dtype,
                    "batch": batch, "threshold": min_cosine,
                    "passed": all(p["cosine"] >= min_cosine or p["cosine"] >= p.get("bp_same_precision_cosine", 2) - BF16_SLACK
                                  for p in result["params"])})
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"{compiled.ir.name}: centered-EP vs backprop, beta={beta:g} steps={steps} scheme={scheme} "
-                   f"{dtype} batch={batch}")
+        if algorithm == "rbp":
+            click.echo(f"{compiled.ir.name}: recurrent backprop (implicit differentiation) vs backprop through the "
+                       f"relaxation, {dtype} batch={batch}")
+        else:
+            click.echo(f"{compiled.ir.name}: centered-EP vs backprop, beta={beta:g} steps={steps} scheme={scheme} "
+                       f"{dtype} batch={batch}")
         width = max(len(p["name"]) for p in result["params"])
         for p in result["params"]:
             same = (f"  (bf16 backprop: cosine {p['bp_same_precision_cosine']:.6f})"

@@ -16,13 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-    # learning algorithm: equilibrium propagation, or the backprop baseline on the same network
-    algorithm: Literal["ep", "bp"] = "ep"
+    # learning algorithm: equilibrium propagation, or an exact-gradient baseline on the same
+    # network: backprop through the free phase (bp), or implicit differentiation at its
+    # equilibrium (rbp, recurrent backpropagation; for relaxation models)
+    algorithm: Literal["ep", "bp", "rbp"] = "ep"
     scheme: Literal["centered", "forward", "backward", "random"] = "centered"
     beta: float = Field(0.05, gt=0, description="nudging strength; the sign comes from `scheme`")
     steps: int = Field(10, ge=1, description="K: relaxation iterations per nudged phase")
     free_steps: int = Field(50, ge=1, description="free-phase iterations for models whose free "
                             "equilibrium is not a feedforward pass (Hopfield-type energies)")
+    adjoint_steps: Optional[int] = Field(None, ge=1, description="rbp: fixed-point iterations of the "
+                                         "adjoint (None: as many as free_steps)")
     update: Literal["modpgd", "pgd"] = "modpgd"
     traversal: Literal["async", "sync"] = "async"
     # bf16: convolutions and matrix products in bfloat16 (autocast); states, prediction errors,

@@ -9,7 +9,10 @@
 #                  error O(beta^2)), forward / backward (one phase against the free state),
 #                  random (forward or backward, the sign drawn per call)
 #   bp_gradients   backprop through the free phase: the exact gradient of the same network (for
-#                  a model whose free phase is a relaxation, through its iterations)
+#                  a model whose free phase is a relaxation, through its iterations: BPTT)
+#   rbp_gradients  recurrent backpropagation (Almeida-Pineda): implicit differentiation at the
+#                  free equilibrium, the exact gradient of the equilibrium's cost for a
+#                  relaxation model, with the memory of one sweep rather than of every iteration
 #
 # Precision: "float32" computes in the model's dtype; "bf16" runs convolutions and matrix
 # products in bfloat16 (autocast) and keeps everything EP's difference depends on in float32:
@@ -214,6 +217,42 @@ def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int
     grads = _in_param_dtypes(model, [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)])
     return {"grads": grads, "loss": loss.detach().to(x.dtype),
             "free": {name: h.detach().to(x.dtype) for name, h in free.items()}}
+
+
+def rbp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int | None = None,
+                  adjoint_steps: int | None = None) -> dict:
+    """Recurrent backpropagation (Almeida 1987, Pineda 1987): the gradient of the batch-mean
+    cost L at the free equilibrium h* = Phi(h*), where Phi is one sweep of the model's
+    relaxation at beta = 0, by the implicit function theorem:
+
+        dL/dtheta = a . dPhi/dtheta,   a = dL/dh + a . dPhi/dh   (the adjoint, at h*)
+
+    a is found by `adjoint_steps` fixed-point iterations from dL/dh (default: as many as the free
+    phase has), each one vector-Jacobian product of one sweep; they converge where the
+    relaxation does (dPhi/dh contracts around an attracting equilibrium). Unlike backprop
+    through the iterations (bp_gradients) it needs the graph of one sweep only, and it is the
+    gradient of the equilibrium itself, not of where `free_steps` iterations happened to stop.
+    Same result keys as bp_gradients."""
+    params = list(model.parameters())
+    with torch.no_grad():
+        free = model(x, free_steps)
+    names = list(free)
+    iterations = adjoint_steps if adjoint_steps is not None else (free_steps or model.FREE_STEPS)
+    with torch.enable_grad():
+        start = {name: state.detach().requires_grad_(True) for name, state in free.items()}
+        swept = model.relax(x, start, None, 0.0, 1)
+        outputs, inputs = [swept[name] for name in names], [start[name] for name in names]
+        output = free[model.OUTPUT].detach().requires_grad_(True)
+        loss = model.cost({**free, model.OUTPUT: output}, label).mean()
+        pull = torch.autograd.grad(loss, output)[0]
+        direct = [pull if name == model.OUTPUT else torch.zeros_like(free[name]) for name in names]
+        adjoint = direct
+        for _ in range(iterations):
+            through = torch.autograd.grad(outputs, inputs, adjoint, retain_graph=True, allow_unused=True)
+            adjoint = [d if t is None else d + t for d, t in zip(direct, through)]
+        grads = torch.autograd.grad(outputs, params, adjoint, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    return {"grads": grads, "loss": loss.detach(), "free": {name: h.detach() for name, h in free.items()}}
 
 
 class Estimators:

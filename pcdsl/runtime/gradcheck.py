@@ -1,5 +1,6 @@
 # ---------------------------------------------------------------------------------------------
-# Gradient check: the model's EP estimate against the backprop gradient of the same cost.
+# Gradient check: the model's EP estimate (or its recurrent-backprop gradient, algorithm="rbp")
+# against the backprop gradient of the same cost.
 #
 # The oracle is autograd through the free phase: d/dtheta of model.cost(model(x), label).mean().
 # For a PCN model(x) is the feedforward pass; for other energies it is the relaxation loop itself,
@@ -18,7 +19,7 @@ import math
 
 import torch
 
-from pcdsl.runtime.estimators import bp_gradients, ep_gradients
+from pcdsl.runtime.estimators import bp_gradients, ep_gradients, rbp_gradients
 
 
 def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
@@ -44,16 +45,24 @@ def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
 
 def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int,
               scheme: str = "centered", mod: bool = True, synchronous: bool = False,
-              free_steps: int | None = None, precision: str = "float32") -> dict:
+              free_steps: int | None = None, precision: str = "float32", algorithm: str = "ep",
+              adjoint_steps: int | None = None) -> dict:
     """Per-parameter agreement of the EP estimate with backprop, plus the worst of each.
-    With precision="bf16" the model and x are used in float32 and the oracle in float64."""
+    With precision="bf16" the model and x are used in float32 and the oracle in float64.
+    algorithm="rbp": implicit differentiation at the free equilibrium instead of EP (beta and
+    steps unused), which equals backprop through the relaxation once that has converged."""
+    if algorithm == "rbp" and precision != "float32":
+        raise ValueError("recurrent backprop is checked in float32 or float64 only")
     if precision == "bf16":
         oracle_model = copy.deepcopy(model).double()
         model, x_estimate, x_oracle = model.float(), x.float(), x.double()
     else:
         oracle_model, x_estimate, x_oracle = model, x, x
-    estimate = ep_gradients(model, x_estimate, label, beta, steps, scheme=scheme, mod=mod, synchronous=synchronous,
-                            free_steps=free_steps, precision=precision)
+    if algorithm == "rbp":
+        estimate = rbp_gradients(model, x_estimate, label, free_steps=free_steps, adjoint_steps=adjoint_steps)
+    else:
+        estimate = ep_gradients(model, x_estimate, label, beta, steps, scheme=scheme, mod=mod,
+                                synchronous=synchronous, free_steps=free_steps, precision=precision)
     oracle = bp_gradients(oracle_model, x_oracle, label, free_steps=free_steps)
     same_precision = (bp_gradients(model, x_estimate, label, free_steps=free_steps, precision=precision)["grads"]
                       if precision != "float32" else None)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from pcdsl.ir.config import TrainConfig
-from pcdsl.runtime.estimators import Diverged, bp_gradients, ep_gradients, free_loss
+from pcdsl.runtime.estimators import Diverged, bp_gradients, ep_gradients, free_loss, rbp_gradients
 from pcdsl.runtime.optim import fusable, momentum_buffers, sgd_step_
 
 
@@ -94,6 +94,14 @@ def bp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, lo
     return grads, _result(model, estimate, label, ok)
 
 
+def rbp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> tuple[list[torch.Tensor], StepResult]:
+    """Implicit differentiation at the free equilibrium (recurrent backpropagation)."""
+    estimate = rbp_gradients(model, x, label, free_steps=config.free_steps, adjoint_steps=config.adjoint_steps)
+    grads, loss = estimate["grads"], estimate["loss"]
+    ok = torch.isfinite(loss) & all_finite(grads)
+    return grads, _result(model, estimate, label, ok)
+
+
 def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> StepResult:
     logits = estimate["free"][model.OUTPUT].detach()
     return StepResult(estimate["loss"].detach(), logits, ok, (logits.argmax(dim=1) == label).sum())
@@ -101,7 +109,7 @@ def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> Ste
 
 def training_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
     """Fill p.grad with the step's gradient (eager); raises Diverged if a relaxation ran away."""
-    grads, result = ep_step(model, x, label, config) if config.algorithm == "ep" else bp_step(model, x, label, config)
+    grads, result = {"ep": ep_step, "bp": bp_step, "rbp": rbp_step}[config.algorithm](model, x, label, config)
     _fill(model, grads)
     return result
 
@@ -150,6 +158,11 @@ class TrainStep:
                 self._compiled = torch.compile(step_and_update, mode=mode)
             elif options.compile:
                 self._compiled = torch.compile(self._eager, mode=mode)
+        elif config.algorithm == "rbp":
+            # implicit differentiation: a loop of vector-Jacobian products, run eagerly (with
+            # --compile too: compiling autograd's loop gains nothing worth its compile time)
+            self._eager = lambda x, label, scheme: rbp_step(model, x, label, config)
+            self._compiled = None
         else:
             # backprop: the forward pass and the cost compiled, autograd runs their compiled backward
             self._eager = lambda x, label, scheme: bp_step(model, x, label, config)

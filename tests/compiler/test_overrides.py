@@ -53,7 +53,7 @@ BAD_OVERRIDES = [
     _bad("unknown-key", ["bta=0.1"], "E501", "unknown key `bta` in --set", "did you mean `beta`?"),
     _bad("unknown-key-swap", ["stpes=3"], "E501", "unknown key `stpes`", "did you mean `steps`?"),
     _bad("size-wrong-case", ["s=32"], "E501", "unknown key `s`", "did you mean `S`?"),
-    _bad("unknown-key-lists-keys", ["colour=red"], "E501", "unknown key `colour`", "keys: S, algorithm"),
+    _bad("unknown-key-lists-keys", ["colour=red"], "E501", "unknown key `colour`", "keys: S, adjoint_steps, algorithm"),
     _bad("unknown-init-gain-state", ["init_gain.h2=2"], "E501", "unknown state `h2` in --set init_gain.h2",
          "did you mean `h1`?"),
     _bad("no-equals", ["beta"], "E501", "--set expects key=value, got `beta`"),
