@@ -109,6 +109,7 @@ def check_model(ir: ModelIR) -> CheckedModel:
     groups = colour_groups(free, graph, {s for t in terms if t.reads_input for s in t.states})
     order, reason = _free_phase(ir, builder, terms, definitions, free)
     _check_precision(ir, order, reason)
+    _check_algorithm(ir, order, reason)
     ordered_params = dict(sorted(builder.params.items(), key=lambda kv: _param_rank(kv[1], ir)))
     param_gradients = {name: derive_param_gradient(param, terms, definitions, shape_of)
                        for name, param in ordered_params.items()}
@@ -126,6 +127,15 @@ def _check_precision(ir: ModelIR, order: Optional[list[str]], reason: str) -> No
     raise PcdslError(messages.BF16_NEEDS_FEEDFORWARD, diag_span(span) if span else None, name=ir.name,
                      reason=reason,
                      hint=None if span else "the value came from the command line (--set precision=bf16 or --dtype bf16)")
+
+
+def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str) -> None:
+    """Predictive-coding inference learning starts from the feedforward pass."""
+    if ir.train.algorithm != "pcil" or order is not None:
+        return
+    span = ir.train_spans.get("algorithm")
+    raise PcdslError(messages.PCIL_NEEDS_FEEDFORWARD, diag_span(span) if span else None, name=ir.name,
+                     reason=reason, hint=None if span else "the value came from the command line (--set algorithm=pcil)")
 
 
 def _check_cost(ir: ModelIR, builder: ExpressionBuilder) -> None:

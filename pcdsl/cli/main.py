@@ -144,9 +144,10 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--data", "data_spec", default="digits", show_default=True,
               help="digits | a folder of MNIST idx files | a folder with train/ and test/ (or val/) class folders.")
 @click.option("--epochs", type=int, help="Number of epochs (default: the model file's).")
-@click.option("--algorithm", type=click.Choice(["ep", "bp", "rbp"]),
-              help="ep (default), or an exact-gradient baseline: bp (backprop through the free phase) or rbp "
-                   "(implicit differentiation at its equilibrium, for relaxation models).")
+@click.option("--algorithm", type=click.Choice(["ep", "bp", "rbp", "pcil"]),
+              help="ep (default); an exact-gradient baseline: bp (backprop through the free phase) or rbp "
+                   "(implicit differentiation at its equilibrium, for relaxation models); or pcil "
+                   "(predictive-coding inference learning, output clamped, for feedforward PCNs).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<model>-<algorithm>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--limit", type=int, help="Use only this many training (and test) examples: a quick run.")

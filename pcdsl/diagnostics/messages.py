@@ -174,6 +174,13 @@ BF16_NEEDS_FEEDFORWARD = _m("E405", "`precision bf16` with EP needs a feedforwar
                             "gradient is O(1) and EP's estimate is their O(beta) difference, which "
                             "bfloat16 products do not resolve (measured cosines with backprop of 0.49 "
                             "to 0.81, against 0.995 for bfloat16 backprop).")
+PCIL_NEEDS_FEEDFORWARD = _m("E406", "`pcil` needs a feedforward free phase; `{name}`'s is a {reason}",
+                            "Predictive-coding inference learning starts the states at the feedforward "
+                            "pass, where every prediction error is zero, clamps the output and lets the "
+                            "errors spread down from it: its weight update is the energy's gradient "
+                            "there. A model whose free phase is a relaxation has no such starting point "
+                            "and its errors are not zero without the clamp, so the update would not be "
+                            "driven by the target alone. Train it with `ep`, `bp` or `rbp`.")
 
 # -- E5xx: command-line overrides -------------------------------------------------------------
 BAD_OVERRIDE = _m("E501", "{problem}",

@@ -18,8 +18,10 @@ class TrainConfig(BaseModel):
 
     # learning algorithm: equilibrium propagation, or an exact-gradient baseline on the same
     # network: backprop through the free phase (bp), or implicit differentiation at its
-    # equilibrium (rbp, recurrent backpropagation; for relaxation models)
-    algorithm: Literal["ep", "bp", "rbp"] = "ep"
+    # equilibrium (rbp, recurrent backpropagation; for relaxation models); or predictive-coding
+    # inference learning (pcil: output clamped to the target, `steps` inference sweeps, local
+    # weight updates; for models whose free phase is the feedforward pass)
+    algorithm: Literal["ep", "bp", "rbp", "pcil"] = "ep"
     scheme: Literal["centered", "forward", "backward", "random"] = "centered"
     beta: float = Field(0.05, gt=0, description="nudging strength; the sign comes from `scheme`")
     steps: int = Field(10, ge=1, description="K: relaxation iterations per nudged phase")

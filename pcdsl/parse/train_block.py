@@ -25,6 +25,7 @@ CALL_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "ep": ({"algorithm": "ep"}, {k: k for k in ("scheme", "beta", "steps", "free_steps", "update", "traversal")}),
     "bp": ({"algorithm": "bp"}, {}),
     "rbp": ({"algorithm": "rbp"}, {"free_steps": "free_steps", "adjoint_steps": "adjoint_steps"}),
+    "pcil": ({"algorithm": "pcil"}, {"steps": "steps", "update": "update"}),
     "relax": ({}, {"rule": "relax_rule", "step": "relax_step", "momentum": "relax_momentum"}),
     "sgd": ({"optimizer": "sgd"}, {k: k for k in ("lr", "momentum", "nesterov", "weight_decay")}),
     "cosine": ({"schedule": "cosine"}, {"min_lr": "min_lr"}),

@@ -10,6 +10,9 @@
 #                  random (forward or backward, the sign drawn per call)
 #   bp_gradients   backprop through the free phase: the exact gradient of the same network (for
 #                  a model whose free phase is a relaxation, through its iterations: BPTT)
+#   pcil_gradients predictive-coding inference learning: the output clamped to the target (the
+#                  cost at the output's prediction, PCX's convention), T inference sweeps of the
+#                  hidden states, the weight gradient of the energy there
 #   rbp_gradients  recurrent backpropagation (Almeida-Pineda): implicit differentiation at the
 #                  free equilibrium, the exact gradient of the equilibrium's cost for a
 #                  relaxation model, with the memory of one sweep rather than of every iteration
@@ -217,6 +220,49 @@ def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int
     grads = _in_param_dtypes(model, [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)])
     return {"grads": grads, "loss": loss.detach().to(x.dtype),
             "free": {name: h.detach().to(x.dtype) for name, h in free.items()}}
+
+
+def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, mod: bool = True) -> dict:
+    """Predictive-coding inference learning (Whittington & Bogacz 2017; PCX's supervised
+    training) on a model whose free phase is the feedforward pass: the output is clamped to the
+    target and the hidden states relax towards it, then every weight follows its local error.
+
+    The clamp (PCX's convention, for any cost): the output holds its prediction minus the
+    cost's gradient there, o = mu - dC(mu)/c (c, the curvature of the output's own term: 1 for
+    a `~` output), so that its term pulls the states below exactly as the cost of the
+    prediction, C(mu(h)), would; for squared error that is o = y. The states start at the
+    feedforward pass and take `steps` sweeps of the model's own update rules (closed form where
+    the compiler derived one, projected gradient steps otherwise; `mod`: mod-PGD, whose fixed
+    points differ from the energy's where a pre-activation is below its floor, else PGD),
+    synchronous, so that every state reads the clamped output, and damped by one half (each
+    state moves half way to its update: undamped synchronous sweeps can cycle; the fixed points
+    are the sweep's); the output is clamped again after each. The weight
+    gradient is that of the batch-mean energy at the relaxed states (the output layer's is then
+    the cost's gradient at its prediction). Unlike EP's it is not the gradient of the cost: it
+    approaches backprop's only as the errors become small. Same result keys as ep_gradients,
+    and "relaxed": the states the weights learn from."""
+    if not model.FEEDFORWARD:
+        raise ValueError(f"predictive-coding inference learning starts from the feedforward pass; {model.NAME}'s "
+                         "free phase is a relaxation (docs/errors.md, E406)")
+    out = model.OUTPUT
+    with torch.no_grad():
+        free = model(x)
+        loss = model.cost(free, label).mean()
+        # the output's prediction mu = o - (dE/do) / c, with c from two points (E is quadratic in o)
+        at = model.state_grads(x, free)[out]
+        curvature = model.state_grads(x, {**free, out: free[out] + 1.0})[out] - at
+
+        def clamped(states: dict) -> dict:
+            prediction = states[out] - model.state_grads(x, states)[out] / curvature
+            return {**states, out: prediction - model.cost_grad(prediction, label) / curvature}
+
+        states = clamped(free)
+        for _ in range(steps):
+            swept = model.relax(x, states, None, 0.0, 1, mod, synchronous=True)
+            states = clamped({name: 0.5 * (states[name] + swept[name]) for name in states})
+        energy, grads = model.param_grads(x, states)
+    return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "free": free,
+            "relaxed": states, "health": Health(torch.isfinite(energy))}
 
 
 def rbp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int | None = None,

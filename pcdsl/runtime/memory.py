@@ -32,7 +32,7 @@ def traced_peak_bytes(model_class, config: TrainConfig, batch: int, lean_memory:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    from pcdsl.runtime.step import bp_step, ep_step, rbp_step
+    from pcdsl.runtime.step import bp_step, ep_step, pcil_step, rbp_step
     with FakeTensorMode():
         model = model_class()
         x = torch.randn((batch, *model.INPUT_SHAPE))
@@ -44,6 +44,8 @@ def traced_peak_bytes(model_class, config: TrainConfig, batch: int, lean_memory:
                 ep_step(model, x, label, config, check=False, lean_memory=lean_memory)
             elif config.algorithm == "rbp":
                 rbp_step(model, x, label, config)
+            elif config.algorithm == "pcil":
+                pcil_step(model, x, label, config)
             else:
                 bp_step(model, x, label, config)
         peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]

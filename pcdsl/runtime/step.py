@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from pcdsl.ir.config import TrainConfig
-from pcdsl.runtime.estimators import Diverged, bp_gradients, ep_gradients, free_loss, rbp_gradients
+from pcdsl.runtime.estimators import Diverged, bp_gradients, ep_gradients, free_loss, pcil_gradients, rbp_gradients
 from pcdsl.runtime.optim import fusable, momentum_buffers, sgd_step_
 
 
@@ -102,6 +102,14 @@ def rbp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -
     return grads, _result(model, estimate, label, ok)
 
 
+def pcil_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> tuple[list[torch.Tensor], StepResult]:
+    """Predictive-coding inference learning: `steps` sweeps with the output clamped."""
+    estimate = pcil_gradients(model, x, label, config.steps, mod=config.update == "modpgd")
+    grads, loss = estimate["grads"], estimate["loss"]
+    ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
+    return grads, _result(model, estimate, label, ok)
+
+
 def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> StepResult:
     logits = estimate["free"][model.OUTPUT].detach()
     return StepResult(estimate["loss"].detach(), logits, ok, (logits.argmax(dim=1) == label).sum())
@@ -109,7 +117,8 @@ def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> Ste
 
 def training_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
     """Fill p.grad with the step's gradient (eager); raises Diverged if a relaxation ran away."""
-    grads, result = {"ep": ep_step, "bp": bp_step, "rbp": rbp_step}[config.algorithm](model, x, label, config)
+    grads, result = {"ep": ep_step, "bp": bp_step, "rbp": rbp_step, "pcil": pcil_step}[config.algorithm](
+        model, x, label, config)
     _fill(model, grads)
     return result
 
@@ -163,6 +172,10 @@ class TrainStep:
             # --compile too: compiling autograd's loop gains nothing worth its compile time)
             self._eager = lambda x, label, scheme: rbp_step(model, x, label, config)
             self._compiled = None
+        elif config.algorithm == "pcil":
+            # no autograd: the sweeps and the local products compile as one graph, like EP's
+            self._eager = lambda x, label, scheme: pcil_step(model, x, label, config)
+            self._compiled = torch.compile(self._eager, mode=mode) if options.compile else None
         else:
             # backprop: the forward pass and the cost compiled, autograd runs their compiled backward
             self._eager = lambda x, label, scheme: bp_step(model, x, label, config)

@@ -584,6 +584,8 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     what = (f"EP ({config.scheme}, beta {config.beta:g}, {config.steps} steps, {config.update}, "
             f"{config.traversal})" if config.algorithm == "ep"
             else "backprop" if config.algorithm == "bp"
+            else f"predictive-coding inference learning ({config.steps} sweeps, output clamped, {config.update})"
+            if config.algorithm == "pcil"
             else f"recurrent backprop (implicit differentiation, {config.adjoint_steps or config.free_steps} adjoint steps)")
     switches = ", ".join(name for name, on in (("compiled", options.compile), ("CUDA graphs", options.compile and options.cuda_graphs),
                                                ("channels_last", options.channels_last)) if on)
