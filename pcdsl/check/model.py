@@ -120,10 +120,14 @@ def check_model(ir: ModelIR) -> CheckedModel:
 
 
 def _check_precision(ir: ModelIR, order: Optional[list[str]], reason: str) -> None:
-    """bf16 keeps EP's gradient only where the free state has zero prediction error."""
+    """bf16 keeps EP's gradient only where the free state has zero prediction error; the other
+    algorithms beside backprop have no mixed-precision path."""
+    span = ir.train_spans.get("precision")
+    if ir.train.precision == "bf16" and ir.train.algorithm in ("rbp", "pcil"):
+        raise PcdslError(messages.BF16_ALGORITHM, diag_span(span) if span else None, algorithm=ir.train.algorithm,
+                         hint=None if span else "the value came from the command line (--set precision=bf16)")
     if ir.train.precision != "bf16" or ir.train.algorithm != "ep" or order is not None:
         return
-    span = ir.train_spans.get("precision")
     raise PcdslError(messages.BF16_NEEDS_FEEDFORWARD, diag_span(span) if span else None, name=ir.name,
                      reason=reason,
                      hint=None if span else "the value came from the command line (--set precision=bf16 or --dtype bf16)")

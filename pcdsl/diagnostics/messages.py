@@ -174,6 +174,11 @@ BF16_NEEDS_FEEDFORWARD = _m("E405", "`precision bf16` with EP needs a feedforwar
                             "gradient is O(1) and EP's estimate is their O(beta) difference, which "
                             "bfloat16 products do not resolve (measured cosines with backprop of 0.49 "
                             "to 0.81, against 0.995 for bfloat16 backprop).")
+BF16_ALGORITHM = _m("E407", "`precision bf16` is available for `ep` and `bp`, not for `{algorithm}`",
+                    "Mixed precision is built into EP's estimate and backprop's autocast region. "
+                    "Recurrent backprop and predictive-coding inference learning run in the "
+                    "parameters' precision (float32), and a config asking for bfloat16 would "
+                    "silently not get it.")
 PCIL_NEEDS_FEEDFORWARD = _m("E406", "`pcil` needs a feedforward free phase; `{name}`'s is a {reason}",
                             "Predictive-coding inference learning starts the states at the feedforward "
                             "pass, where every prediction error is zero, clamps the output and lets the "
