@@ -23,10 +23,11 @@ def zero_pad(images: torch.Tensor, pad: int) -> torch.Tensor:
     return F.pad(images, (pad, pad, pad, pad))
 
 
-Within = tuple[slice, int]   # the images are these rows of a batch of that many examples
+# the images are these rows (a slice, or row numbers) of a batch of that many examples
+Within = tuple[slice | torch.Tensor, int]
 
 
-def _rows_of(within: Within | None, batch: int) -> tuple[slice, int]:
+def _rows_of(within: Within | None, batch: int) -> tuple[slice | torch.Tensor, int]:
     return within if within is not None else (slice(None), batch)
 
 

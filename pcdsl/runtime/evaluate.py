@@ -25,8 +25,7 @@ def evaluation_sums(model, split, batch_size: int, *, free_steps: int | None = N
     `shard` of each batch, see Split.batches): sums, so that shards add up."""
     reference = next(model.parameters())
     sums = torch.zeros(4, dtype=torch.float64)
-    sharding = {"shard": shard} if shard is not None else {}     # any split works alone
-    for x, label in split.batches(batch_size, shuffle=False, **sharding):
+    for x, label in split.batches(batch_size, shuffle=False, shard=shard):
         if not label.shape[0]:
             continue
         x, label = x.to(reference.device, reference.dtype), label.to(reference.device)

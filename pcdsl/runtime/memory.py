@@ -32,7 +32,7 @@ def traced_peak_bytes(model_class, config: TrainConfig, batch: int, lean_memory:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    from pcdsl.runtime.step import bp_step, ep_step, pcil_step, rbp_step
+    from pcdsl.runtime.step import STEPS, ep_step
     with FakeTensorMode():
         model = model_class()
         x = torch.randn((batch, *model.INPUT_SHAPE))
@@ -42,12 +42,8 @@ def traced_peak_bytes(model_class, config: TrainConfig, batch: int, lean_memory:
         with tracker:
             if config.algorithm == "ep":
                 ep_step(model, x, label, config, check=False, lean_memory=lean_memory)
-            elif config.algorithm == "rbp":
-                rbp_step(model, x, label, config)
-            elif config.algorithm == "pcil":
-                pcil_step(model, x, label, config)
             else:
-                bp_step(model, x, label, config)
+                STEPS[config.algorithm](model, x, label, config)
         peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
         momentum = sum(p.numel() * p.element_size() for p in model.parameters()) if config.momentum else 0
     return int(peak + momentum)

@@ -110,6 +110,10 @@ def pcil_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) 
     return grads, _result(model, estimate, label, ok)
 
 
+# each algorithm's eager step: (model, x, label, config) -> (grads, StepResult)
+STEPS = {"ep": ep_step, "bp": bp_step, "rbp": rbp_step, "pcil": pcil_step}
+
+
 def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> StepResult:
     logits = estimate["free"][model.OUTPUT].detach()
     return StepResult(estimate["loss"].detach(), logits, ok, (logits.argmax(dim=1) == label).sum())
@@ -117,8 +121,7 @@ def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> Ste
 
 def training_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> StepResult:
     """Fill p.grad with the step's gradient (eager); raises Diverged if a relaxation ran away."""
-    grads, result = {"ep": ep_step, "bp": bp_step, "rbp": rbp_step, "pcil": pcil_step}[config.algorithm](
-        model, x, label, config)
+    grads, result = STEPS[config.algorithm](model, x, label, config)
     _fill(model, grads)
     return result
 

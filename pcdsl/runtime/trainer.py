@@ -356,7 +356,7 @@ def _train_epoch(model, step: TrainStep, update: Callable[[], None], schedule, c
 
     with EpochProgress(epoch, last_epoch, batches, log, live) as progress:
         stream = data.train.batches(config.batch, shuffle=True, seed=config.seed, epoch=epoch - 1,
-                                    start=start.batches, **({"shard": ranks.shard} if ranks.active else {}))
+                                    start=start.batches, shard=ranks.shard)
         for number, (x, label) in enumerate(stream, start=start.batches + 1):
             _check_input_shape(model, x)
             x, label = step.prepare(x, label)
@@ -581,12 +581,12 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
         log(f"{run.root}: {done} epochs done, nothing to train (target {last_epoch})")
         return history
     n_params = sum(p.numel() for p in model.parameters())
-    what = (f"EP ({config.scheme}, beta {config.beta:g}, {config.steps} steps, {config.update}, "
-            f"{config.traversal})" if config.algorithm == "ep"
-            else "backprop" if config.algorithm == "bp"
-            else f"predictive-coding inference learning ({config.steps} sweeps, output clamped, {config.update})"
-            if config.algorithm == "pcil"
-            else f"recurrent backprop (implicit differentiation, {config.adjoint_steps or config.free_steps} adjoint steps)")
+    what = {"ep": f"EP ({config.scheme}, beta {config.beta:g}, {config.steps} steps, {config.update}, "
+                  f"{config.traversal})",
+            "bp": "backprop",
+            "pcil": f"predictive-coding inference learning ({config.steps} sweeps, output clamped, {config.update})",
+            "rbp": f"recurrent backprop (implicit differentiation, {config.adjoint_steps or config.free_steps} "
+                   "adjoint steps)"}[config.algorithm]
     switches = ", ".join(name for name, on in (("compiled", options.compile), ("CUDA graphs", options.compile and options.cuda_graphs),
                                                ("channels_last", options.channels_last)) if on)
     processes = f" x {ranks.size} processes" if ranks.active else ""

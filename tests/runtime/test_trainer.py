@@ -227,8 +227,8 @@ class InterruptedSplit:
 
     signal: int | None = None     # send this signal to the process instead of raising
 
-    def batches(self, batch_size, *, shuffle, seed=0, epoch=0, start=0):
-        items = self.inner.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, start=start)
+    def batches(self, batch_size, *, shuffle, seed=0, epoch=0, start=0, shard=None):
+        items = self.inner.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, start=start, shard=shard)
         for number, item in enumerate(items, start=start):
             if (epoch, number) == (self.epoch, self.batch):
                 if self.signal is None:

@@ -12,6 +12,8 @@ from typing import Iterator
 
 import torch
 
+from pcdsl.data.split import shard_rows
+
 
 @dataclass
 class ArraySplit:
@@ -22,13 +24,14 @@ class ArraySplit:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def batches(self, batch_size: int, *, shuffle: bool, seed: int = 0,
-                epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0, start: int = 0,
+                shard: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(1_000_003 * seed + epoch)
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for number, indices in enumerate(order.split(batch_size)):
             if number < start:
                 continue
+            indices = indices[shard_rows(shard)]
             x, y = self.x[indices], self.y[indices]
             if number == 0:
                 self.served.append((seed, epoch, x.clone(), y.clone()))
