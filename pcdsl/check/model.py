@@ -109,7 +109,7 @@ def check_model(ir: ModelIR) -> CheckedModel:
     groups = colour_groups(free, graph, {s for t in terms if t.reads_input for s in t.states})
     order, reason = _free_phase(ir, builder, terms, definitions, free)
     _check_precision(ir, order, reason)
-    _check_algorithm(ir, order, reason)
+    _check_algorithm(ir, order, reason, terms)
     ordered_params = dict(sorted(builder.params.items(), key=lambda kv: _param_rank(kv[1], ir)))
     param_gradients = {name: derive_param_gradient(param, terms, definitions, shape_of)
                        for name, param in ordered_params.items()}
@@ -133,13 +133,23 @@ def _check_precision(ir: ModelIR, order: Optional[list[str]], reason: str) -> No
                      hint=None if span else "the value came from the command line (--set precision=bf16 or --dtype bf16)")
 
 
-def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str) -> None:
-    """Predictive-coding inference learning starts from the feedforward pass."""
-    if ir.train.algorithm != "pcil" or order is not None:
-        return
+def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str, terms: list[TermInfo]) -> None:
+    """Predictive-coding inference learning starts from the feedforward pass and clamps its last
+    layer; recurrent backprop differentiates a relaxation."""
+    algorithm = ir.train.algorithm
     span = ir.train_spans.get("algorithm")
-    raise PcdslError(messages.PCIL_NEEDS_FEEDFORWARD, diag_span(span) if span else None, name=ir.name,
-                     reason=reason, hint=None if span else "the value came from the command line (--set algorithm=pcil)")
+    where = diag_span(span) if span else None
+    hint = None if span else f"the value came from the command line (--algorithm {algorithm} or --set algorithm={algorithm})"
+    if algorithm == "rbp" and order is not None:
+        raise PcdslError(messages.RBP_NEEDS_RELAXATION, where, name=ir.name, hint=hint)
+    if algorithm != "pcil":
+        return
+    if order is None:
+        raise PcdslError(messages.PCIL_NEEDS_FEEDFORWARD, where, name=ir.name, reason=reason, hint=hint)
+    output = ir.cost.output
+    reader = next((t for t in terms if t.target != output and output in t.states), None)
+    if reader is not None:
+        raise PcdslError(messages.PCIL_OUTPUT_READ, where, output=output, reader=reader.target, hint=hint)
 
 
 def _check_cost(ir: ModelIR, builder: ExpressionBuilder) -> None:

@@ -333,7 +333,9 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
     if algorithm == "rbp" and dtype == "bf16":
         raise UserError("--algorithm rbp is checked in float64 or float32, not bf16")
     # the checker refuses bf16 where EP cannot keep the gradient in it (E405)
-    compiled = compile_file(model_file, list(set_items) + (["algorithm=ep", "precision=bf16"] if dtype == "bf16" else []))
+    # (and recurrent backprop where the free phase is not a relaxation, E408)
+    compiled = compile_file(model_file, list(set_items) + (["algorithm=ep", "precision=bf16"] if dtype == "bf16" else [])
+                            + (["algorithm=rbp"] if algorithm == "rbp" else []))
     cfg = compiled.ir.train
     beta = cfg.beta if beta is None else beta
     steps = cfg.steps if steps is None else steps

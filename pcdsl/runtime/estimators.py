@@ -94,10 +94,18 @@ class Health:
     it costs one host synchronisation, when the caller chooses (`raise_if_diverged`)."""
     ok: torch.Tensor
     phases: list[_PhaseRecord] = field(default_factory=list)
+    # recurrent backpropagation: the adjoint's change at its first and last iteration, and the count
+    adjoint: Optional[tuple[torch.Tensor, torch.Tensor, int]] = None
 
     def raise_if_diverged(self) -> None:
         if bool(self.ok):
             return
+        if self.adjoint is not None:
+            first, last, iterations = self.adjoint
+            raise Diverged(f"recurrent backpropagation's adjoint diverged: its change per iteration grew from "
+                           f"{float(first):.3g} to {float(last):.3g} over {iterations} iterations (one relaxation "
+                           "sweep is not a contraction at the free equilibrium, e.g. a relax_momentum restarted "
+                           "at every sweep; docs/language.md, rbp)")
         for phase in self.phases:
             for name, h in phase.states.items():
                 if not bool(torch.isfinite(h).all()):
@@ -266,7 +274,7 @@ def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, m
 
 
 def rbp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int | None = None,
-                  adjoint_steps: int | None = None) -> dict:
+                  adjoint_steps: int | None = None, check: bool = True) -> dict:
     """Recurrent backpropagation (Almeida 1987, Pineda 1987): the gradient of the batch-mean
     cost L at the free equilibrium h* = Phi(h*), where Phi is one sweep of the model's
     relaxation at beta = 0, by the implicit function theorem:
@@ -274,11 +282,19 @@ def rbp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: in
         dL/dtheta = a . dPhi/dtheta,   a = dL/dh + a . dPhi/dh   (the adjoint, at h*)
 
     a is found by `adjoint_steps` fixed-point iterations from dL/dh (default: as many as the free
-    phase has), each one vector-Jacobian product of one sweep; they converge where the
-    relaxation does (dPhi/dh contracts around an attracting equilibrium). Unlike backprop
-    through the iterations (bp_gradients) it needs the graph of one sweep only, and it is the
-    gradient of the equilibrium itself, not of where `free_steps` iterations happened to stop.
-    Same result keys as bp_gradients."""
+    phase has), each one vector-Jacobian product of one sweep. They converge where one sweep
+    contracts around the equilibrium (spectral radius of dPhi/dh below 1): so for the plain
+    sweeps of a relaxation that converges, but not always for a momentum relaxation (a sweep on
+    its own restarts the velocity at zero: a plain gradient step at the momentum's rate, which
+    may overshoot where the momentum iteration does not). A diverging adjoint is caught: its
+    change per iteration, ||a_k - a_(k-1)||, must not end larger than it began (result
+    "health"; with `check`, Diverged is raised here). Unlike backprop through the iterations
+    (bp_gradients) it needs the graph of one sweep only, and it is the gradient of the
+    equilibrium itself, not of where `free_steps` iterations happened to stop. Same result keys
+    as bp_gradients, and "health"."""
+    if model.FEEDFORWARD:
+        raise ValueError(f"recurrent backprop differentiates a relaxation; {model.NAME}'s free phase is the "
+                         "feedforward pass, whose exact gradient bp_gradients gives (docs/errors.md, E408)")
     params = list(model.parameters())
     with torch.no_grad():
         free = model(x, free_steps)
@@ -293,12 +309,32 @@ def rbp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: in
         pull = torch.autograd.grad(loss, output)[0]
         direct = [pull if name == model.OUTPUT else torch.zeros_like(free[name]) for name in names]
         adjoint = direct
+        changes = []
         for _ in range(iterations):
             through = torch.autograd.grad(outputs, inputs, adjoint, retain_graph=True, allow_unused=True)
-            adjoint = [d if t is None else d + t for d, t in zip(direct, through)]
+            previous, adjoint = adjoint, [d if t is None else d + t for d, t in zip(direct, through)]
+            if len(changes) < 2:
+                changes.append(_distance(adjoint, previous))
+            else:
+                changes[1] = _distance(adjoint, previous)
         grads = torch.autograd.grad(outputs, params, adjoint, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-    return {"grads": grads, "loss": loss.detach(), "free": {name: h.detach() for name, h in free.items()}}
+    ok = torch.isfinite(loss.detach())
+    adjoint_record = None
+    if changes:
+        first, last = changes[0], changes[-1]
+        # geometric decay once the sweep contracts; growth means it does not (NaN fails too)
+        ok = ok & (last <= first) & torch.isfinite(last)
+        adjoint_record = (first, last, iterations)
+    health = Health(ok, adjoint=adjoint_record)
+    if check:
+        health.raise_if_diverged()
+    return {"grads": grads, "loss": loss.detach(), "free": {name: h.detach() for name, h in free.items()},
+            "health": health}
+
+
+def _distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(sum(((u - v) ** 2).sum() for u, v in zip(a, b)))
 
 
 class Estimators:
@@ -329,3 +365,17 @@ class Estimators:
     def bp_gradients(self, x, label, *, free_steps=None) -> dict:
         """Backprop's gradient through the free phase (see pcdsl.runtime.estimators.bp_gradients)."""
         return bp_gradients(self, x, label, free_steps=free_steps)
+
+    def rbp_gradients(self, x, label, *, free_steps=None, adjoint_steps=None, check=True) -> dict:
+        """Recurrent backprop's gradient at the free equilibrium (see
+        pcdsl.runtime.estimators.rbp_gradients); unset adjoint_steps from the train block."""
+        config = self.train_config
+        adjoint_steps = adjoint_steps if adjoint_steps is not None else (config.adjoint_steps if config else None)
+        return rbp_gradients(self, x, label, free_steps=free_steps, adjoint_steps=adjoint_steps, check=check)
+
+    def pcil_gradients(self, x, label, steps=None, *, mod=None) -> dict:
+        """Predictive-coding inference learning's update (see
+        pcdsl.runtime.estimators.pcil_gradients); unset arguments from the train block."""
+        config = self.train_config
+        return pcil_gradients(self, x, label, self._default("steps", steps),
+                              mod=(config.update == "modpgd" if config else True) if mod is None else mod)

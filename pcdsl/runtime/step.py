@@ -94,11 +94,13 @@ def bp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, lo
     return grads, _result(model, estimate, label, ok)
 
 
-def rbp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> tuple[list[torch.Tensor], StepResult]:
+def rbp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, check: bool = True
+             ) -> tuple[list[torch.Tensor], StepResult]:
     """Implicit differentiation at the free equilibrium (recurrent backpropagation)."""
-    estimate = rbp_gradients(model, x, label, free_steps=config.free_steps, adjoint_steps=config.adjoint_steps)
+    estimate = rbp_gradients(model, x, label, free_steps=config.free_steps, adjoint_steps=config.adjoint_steps,
+                             check=check)
     grads, loss = estimate["grads"], estimate["loss"]
-    ok = torch.isfinite(loss) & all_finite(grads)
+    ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
     return grads, _result(model, estimate, label, ok)
 
 
@@ -173,7 +175,7 @@ class TrainStep:
         elif config.algorithm == "rbp":
             # implicit differentiation: a loop of vector-Jacobian products, run eagerly (with
             # --compile too: compiling autograd's loop gains nothing worth its compile time)
-            self._eager = lambda x, label, scheme: rbp_step(model, x, label, config)
+            self._eager = lambda x, label, scheme: rbp_step(model, x, label, config, check=False)
             self._compiled = None
         elif config.algorithm == "pcil":
             # no autograd: the sweeps and the local products compile as one graph, like EP's
@@ -235,10 +237,13 @@ class TrainStep:
     def diagnose(self, x: torch.Tensor, label: torch.Tensor, result: StepResult) -> str:
         """Why a step's `ok` is false: the relaxation that ran away (the step re-run eagerly at
         the same weights), or the loss or gradient that is not finite."""
-        if self.config.algorithm == "ep" and x.shape[0]:
+        if self.config.algorithm in ("ep", "rbp") and x.shape[0]:
             try:
-                ep_step(self.model, x, label, self.config, self.last_scheme, check=True,
-                        lean_memory=self.options.lean_memory)
+                if self.config.algorithm == "ep":
+                    ep_step(self.model, x, label, self.config, self.last_scheme, check=True,
+                            lean_memory=self.options.lean_memory)
+                else:
+                    rbp_step(self.model, x, label, self.config, check=True)
             except Diverged as error:
                 return str(error)
         loss = float(result.loss)

@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -585,8 +585,12 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                   f"{config.traversal})",
             "bp": "backprop",
             "pcil": f"predictive-coding inference learning ({config.steps} sweeps, output clamped, {config.update})",
-            "rbp": f"recurrent backprop (implicit differentiation, {config.adjoint_steps or config.free_steps} "
-                   "adjoint steps)"}[config.algorithm]
+            "rbp": f"recurrent backprop (implicit differentiation, "
+                   f"{config.adjoint_steps or config.free_steps or model.FREE_STEPS} adjoint steps)"}[config.algorithm]
+    if config.algorithm == "rbp" and options.compile:
+        # TrainStep runs the adjoint's loop of vector-Jacobian products eagerly: not "compiled"
+        options = replace(options, compile=False, cuda_graphs=False)
+        log("recurrent backprop runs eagerly: --compile does not apply to its adjoint iteration")
     switches = ", ".join(name for name, on in (("compiled", options.compile), ("CUDA graphs", options.compile and options.cuda_graphs),
                                                ("channels_last", options.channels_last)) if on)
     processes = f" x {ranks.size} processes" if ranks.active else ""

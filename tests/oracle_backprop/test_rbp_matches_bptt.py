@@ -39,11 +39,8 @@ TINY_HOPFIELD = """model tiny_hopfield {
 }"""
 
 
-def test_the_adjoint_iteration_reaches_the_direct_solve():
-    _, model = build(TINY_HOPFIELD)
-    x, label = random_batch(model, batch=2)
-    x = x.abs() * 0.5               # most states inside their box, where the sweep has a slope
-    free = {name: state.detach() for name, state in model(x, 300).items()}
+def _flat_sweep(model, x, free):
+    """One relaxation sweep at beta = 0 as a map of one flat vector, and the free state's vector."""
     names = list(free)
     sizes = [free[name].numel() for name in names]
 
@@ -52,7 +49,16 @@ def test_the_adjoint_iteration_reaches_the_direct_solve():
         swept = model.relax(x, parts, None, 0.0, 1)
         return torch.cat([swept[name].reshape(-1) for name in names])
 
-    point = torch.cat([free[name].reshape(-1) for name in names]).detach()
+    return sweep, torch.cat([free[name].reshape(-1) for name in names]).detach()
+
+
+def test_the_adjoint_iteration_reaches_the_direct_solve():
+    _, model = build(TINY_HOPFIELD)
+    x, label = random_batch(model, batch=2)
+    x = x.abs() * 0.5               # most states inside their box, where the sweep has a slope
+    free = {name: state.detach() for name, state in model(x, 300).items()}
+    names = list(free)
+    sweep, point = _flat_sweep(model, x, free)
     jacobian = torch.autograd.functional.jacobian(sweep, point)
     assert 0 < float(jacobian.abs().sum())               # not everything saturated
     output = free[model.OUTPUT].detach().requires_grad_(True)
@@ -85,3 +91,38 @@ def test_a_training_run_with_rbp_follows_the_backprop_run(tmp_path):
     assert runs["rbp"]["config"]["algorithm"] == "rbp"
     for name, weights in runs["bp"]["model"].items():
         torch.testing.assert_close(runs["rbp"]["model"][name], weights, rtol=1e-4, atol=1e-6)
+
+
+def _sweep_spectral_radius(model, x, free) -> float:
+    sweep, point = _flat_sweep(model, x, free)
+    return float(torch.linalg.eigvals(torch.autograd.functional.jacobian(sweep, point)).abs().max())
+
+
+@pytest.mark.parametrize("bias", [0.0, 3.0])
+def test_a_diverging_adjoint_is_caught_where_the_sweep_does_not_contract(bias):
+    """quartic_sparsity relaxes h with momentum; one sweep on its own is a plain gradient step at
+    the momentum's rate, which overshoots where the quartic term is stiff (a large layer-1 bias
+    drives h up the quartic). The oracle is the sweep's Jacobian: spectral radius above 1 ⇔ the
+    adjoint iteration diverges, and the estimate must then say so rather than return it."""
+    from pathlib import Path
+
+    from pcdsl.runtime.estimators import Diverged
+    _, model = build(Path(__file__).parents[1] / "models" / "quartic_sparsity.pc")
+    x, label = random_batch(model, batch=2)
+    with torch.no_grad():
+        model.layer1_b.fill_(bias)
+    free = {name: state.detach() for name, state in model(x, 600).items()}
+    contracts = _sweep_spectral_radius(model, x, free) < 1
+    assert contracts == (bias == 0.0)                # the premise: both regimes are exercised
+    estimate = rbp_gradients(model, x, label, free_steps=600, adjoint_steps=100, check=False)
+    assert bool(estimate["health"].ok) == contracts
+    if not contracts:
+        with pytest.raises(Diverged, match="adjoint diverged"):
+            rbp_gradients(model, x, label, free_steps=600, adjoint_steps=100)
+        # the training step's flag, and what the trainer then reports
+        from pcdsl.ir.config import TrainConfig
+        from pcdsl.runtime.step import TrainStep
+        step = TrainStep(model, TrainConfig(algorithm="rbp", free_steps=600, adjoint_steps=100))
+        result = step(x, label)
+        assert not bool(result.ok)
+        assert "adjoint diverged" in step.diagnose(x, label, result)
