@@ -57,6 +57,7 @@ def model_report(checked: CheckedModel) -> dict:
         "update_groups": checked.groups,
         "feedforward": checked.feedforward is not None,
         "free_phase": checked.free_phase,
+        "layers": checked.layer_depths,
         "cost": ir.cost.kind,
         "train": ir.train.model_dump(),
     }
@@ -78,6 +79,9 @@ def format_report(report: dict) -> str:
     lines.append("")
     lines.append(f"parameters: {report['parameters']:,} in {len(report['parameter_tensors'])} tensors")
     lines.append(f"free phase: {report['free_phase']}")
+    if report["layers"]:
+        lines.append("layers (for precision schedules): "
+                     + ", ".join(f"{state} {layer}" for state, layer in report["layers"].items()))
     lines.append(f"cost: {report['cost']}")
     lines.append("")
     lines.append("intermediates:")

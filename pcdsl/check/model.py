@@ -53,6 +53,11 @@ class CheckedModel:
     def parameter_count(self) -> int:
         return sum(p.numel for p in self.params.values())
 
+    @property
+    def layer_depths(self) -> dict[str, int]:
+        """Feedforward models: each state's layer (see layer_depths)."""
+        return layer_depths(self.feedforward, self.terms)
+
     def term_of(self, state: str) -> Optional[TermInfo]:
         """The `~` term that predicts `state`, if any."""
         return next((t for t in self.terms if t.target == state), None)
@@ -109,7 +114,7 @@ def check_model(ir: ModelIR) -> CheckedModel:
     groups = colour_groups(free, graph, {s for t in terms if t.reads_input for s in t.states})
     order, reason = _free_phase(ir, builder, terms, definitions, free)
     _check_precision(ir, order, reason)
-    _check_algorithm(ir, order, reason, terms)
+    _check_algorithm(ir, order, reason, terms, _layer_count(order, terms))
     ordered_params = dict(sorted(builder.params.items(), key=lambda kv: _param_rank(kv[1], ir)))
     param_gradients = {name: derive_param_gradient(param, terms, definitions, shape_of)
                        for name, param in ordered_params.items()}
@@ -123,7 +128,7 @@ def _check_precision(ir: ModelIR, order: Optional[list[str]], reason: str) -> No
     """bf16 keeps EP's gradient only where the free state has zero prediction error; the other
     algorithms beside backprop have no mixed-precision path."""
     span = ir.train_spans.get("precision")
-    if ir.train.precision == "bf16" and ir.train.algorithm in ("rbp", "pcil"):
+    if ir.train.precision == "bf16" and ir.train.algorithm in ("rbp", "pcil", "ipc"):
         raise PcdslError(messages.BF16_ALGORITHM, diag_span(span) if span else None, algorithm=ir.train.algorithm,
                          hint=None if span else "the value came from the command line (--set precision=bf16)")
     if ir.train.precision != "bf16" or ir.train.algorithm != "ep" or order is not None:
@@ -133,23 +138,50 @@ def _check_precision(ir: ModelIR, order: Optional[list[str]], reason: str) -> No
                      hint=None if span else "the value came from the command line (--set precision=bf16 or --dtype bf16)")
 
 
-def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str, terms: list[TermInfo]) -> None:
+def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str, terms: list[TermInfo],
+                     layers: int) -> None:
     """Predictive-coding inference learning starts from the feedforward pass and clamps its last
-    layer; recurrent backprop differentiates a relaxation."""
-    algorithm = ir.train.algorithm
+    layer; its inference settings are its own; recurrent backprop differentiates a relaxation;
+    clamping is squared error's perturbation."""
+    config = ir.train
+    algorithm = config.algorithm
     span = ir.train_spans.get("algorithm")
     where = diag_span(span) if span else None
     hint = None if span else f"the value came from the command line (--algorithm {algorithm} or --set algorithm={algorithm})"
     if algorithm == "rbp" and order is not None:
         raise PcdslError(messages.RBP_NEEDS_RELAXATION, where, name=ir.name, hint=hint)
-    if algorithm != "pcil":
+    if algorithm == "ep" and config.perturbation == "clamp" and ir.cost.kind != "squared_error":
+        raise PcdslError(messages.CLAMP_NEEDS_SQUARED_ERROR, _setting_span(ir, "perturbation"), name=ir.name,
+                         cost=ir.cost.kind)
+    inference = [(key, text) for key, text, on in (
+        ("inference_precision", f"{config.inference_precision} precision", config.inference_precision != "uniform"),
+        ("weight_update", "forward_update", config.weight_update == "forward")) if on]
+    if algorithm not in ("pcil", "ipc"):
+        if inference:
+            key, text = inference[0]
+            raise PcdslError(messages.INFERENCE_SETTING_ALGORITHM, _setting_span(ir, key), setting=text,
+                             algorithm=algorithm)
         return
     if order is None:
-        raise PcdslError(messages.PCIL_NEEDS_FEEDFORWARD, where, name=ir.name, reason=reason, hint=hint)
+        raise PcdslError(messages.PCIL_NEEDS_FEEDFORWARD, where, name=ir.name, reason=reason, algorithm=algorithm,
+                         hint=hint)
     output = ir.cost.output
     reader = next((t for t in terms if t.target != output and output in t.states), None)
     if reader is not None:
-        raise PcdslError(messages.PCIL_OUTPUT_READ, where, output=output, reader=reader.target, hint=hint)
+        raise PcdslError(messages.PCIL_OUTPUT_READ, where, output=output, reader=reader.target, algorithm=algorithm,
+                         hint=hint)
+    if config.inference_precision != "uniform" and config.update == "modpgd":
+        raise PcdslError(messages.SCHEDULE_NEEDS_PGD, _setting_span(ir, "update") or _setting_span(ir, "inference_precision"),
+                         hint=f"write `{algorithm}(steps={config.steps}, update=pgd)`")
+    if config.precision_table is not None and len(config.precision_table) != layers:
+        raise PcdslError(messages.PRECISION_TABLE_ROWS, _setting_span(ir, "precision_table"),
+                         rows=len(config.precision_table), name=ir.name, layers=layers)
+
+
+def _setting_span(ir: ModelIR, key: str):
+    """Where the train block set `key` (None when it came from the command line)."""
+    span = ir.train_spans.get(key)
+    return diag_span(span) if span else None
 
 
 def _check_cost(ir: ModelIR, builder: ExpressionBuilder) -> None:
@@ -161,6 +193,20 @@ def _check_cost(ir: ModelIR, builder: ExpressionBuilder) -> None:
     if builder.shapes[output.name].rank != 1:
         raise PcdslError(messages.RANK_MISMATCH, diag_span(output.span), op="cost",
                          expected="a vector of class scores [classes]", got=builder.shapes[output.name])
+
+
+def layer_depths(order: Optional[list[str]], terms: list[TermInfo]) -> dict[str, int]:
+    """Feedforward models: each state's layer, 1 + the deepest state its prediction reads (the
+    input's layer is 0), in the feedforward order; {} for a relaxation."""
+    predicts = {t.target: t for t in terms}
+    depths: dict[str, int] = {}
+    for state in order or []:
+        depths[state] = 1 + max((depths[s] for s in predicts[state].states - {state}), default=0)
+    return depths
+
+
+def _layer_count(order: Optional[list[str]], terms: list[TermInfo]) -> int:
+    return max(layer_depths(order, terms).values(), default=0)
 
 
 def _free_phase(ir: ModelIR, builder: ExpressionBuilder, terms: list[TermInfo], definitions: Definitions,

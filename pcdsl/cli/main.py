@@ -144,10 +144,11 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--data", "data_spec", default="digits", show_default=True,
               help="digits | a folder of MNIST idx files | a folder with train/ and test/ (or val/) class folders.")
 @click.option("--epochs", type=int, help="Number of epochs (default: the model file's).")
-@click.option("--algorithm", type=click.Choice(["ep", "bp", "rbp", "pcil"]),
+@click.option("--algorithm", type=click.Choice(["ep", "bp", "rbp", "pcil", "ipc"]),
               help="ep (default); an exact-gradient baseline: bp (backprop through the free phase) or rbp "
                    "(implicit differentiation at its equilibrium, for relaxation models); or pcil "
-                   "(predictive-coding inference learning, output clamped, for feedforward PCNs).")
+                   "(predictive-coding inference learning, output clamped, for feedforward PCNs) or ipc "
+                   "(the same with a weight step at every sweep).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<model>-<algorithm>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--limit", type=int, help="Use only this many training (and test) examples: a quick run.")
@@ -351,6 +352,7 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
     x, label = _gradcheck_batch(model, compiled, data_spec, batch, generator)
     result = run_gradcheck(model, x.to(model_dtype), label, beta, steps, scheme=scheme,
                            mod=cfg.update == "modpgd", synchronous=cfg.traversal == "sync", free_steps=free_steps,
+                           perturbation=cfg.perturbation,
                            precision=precision, algorithm=algorithm,
                            adjoint_steps=adjoint_steps if adjoint_steps is not None else cfg.adjoint_steps)
     result.update({"model": compiled.ir.name, "algorithm": algorithm, "beta": beta, "steps": steps, "scheme": scheme, "dtype": dtype,
@@ -364,8 +366,9 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
             click.echo(f"{compiled.ir.name}: recurrent backprop (implicit differentiation) vs backprop through the "
                        f"relaxation, {dtype} batch={batch}")
         else:
-            click.echo(f"{compiled.ir.name}: centered-EP vs backprop, beta={beta:g} steps={steps} scheme={scheme} "
-                       f"{dtype} batch={batch}")
+            clamped = " perturbation=clamp" if cfg.perturbation == "clamp" else ""
+            click.echo(f"{compiled.ir.name}: centered-EP vs backprop, beta={beta:g} steps={steps} scheme={scheme}"
+                       f"{clamped} {dtype} batch={batch}")
         width = max(len(p["name"]) for p in result["params"])
         for p in result["params"]:
             same = (f"  (bf16 backprop: cosine {p['bp_same_precision_cosine']:.6f})"

@@ -35,7 +35,8 @@ register_load_state_dict_pre_hook register_module register_parameter register_st
 register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict
 to to_empty train training type xpu zero_grad
 NAME SOURCE SOURCE_SHA256 INPUT_SHAPE STATES STATE_SHAPES OUTPUT NUM_CLASSES COST FEEDFORWARD
-UPDATE_GROUPS UPDATE_RULES FREE_STEPS RELAX_STEP RELAX_MOMENTUM INIT reset_parameters
+UPDATE_GROUPS UPDATE_RULES STATE_BOUNDS TERM_PARAMETERS LAYERS FREE_STEPS RELAX_STEP RELAX_MOMENTUM INIT
+reset_parameters
 initial_states cost cost_grad energies energy state_grads relax param_grads free_phase nudged_phase
 factors param_grads_from
 """.split())

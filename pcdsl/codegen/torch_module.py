@@ -292,6 +292,23 @@ class _ModuleWriter:
         self.w.line(f"UPDATE_GROUPS = ({groups}{',' if len(m.groups) == 1 else ''})")
         rules = ", ".join(f"{literal(s)}: {literal(m.rules[s].kind)}" for s in m.states)
         self.w.line(f"UPDATE_RULES = {{{rules}}}")
+        self.w.line("# (low, high) bounds of each state's domain, None where it is unbounded")
+        self.w.line("STATE_BOUNDS = {")
+        with self.w.indent():
+            for var in ir.free_states:
+                self.w.line(f"{literal(var.name)}: ({var.domain.low!r}, {var.domain.high!r}),")
+        self.w.line("}")
+        self.w.line("# the parameters of each energy term")
+        self.w.line("TERM_PARAMETERS = {")
+        with self.w.indent():
+            for term in m.terms:
+                owned = [self.attrs[param.symbol] for param in m.params.values() if param.owner == term.name]
+                self.w.line(f"{literal(term.name)}: {_tuple(owned)},")
+        self.w.line("}")
+        if m.feedforward:
+            self.w.line("# each state's layer: the longest chain of predictions from the input to it")
+            depths = ", ".join(f"{literal(s)}: {d}" for s, d in m.layer_depths.items())
+            self.w.line(f"LAYERS = {{{depths}}}")
         self.w.line(f"FREE_STEPS = {ir.train.free_steps}")
         self.w.line("# states relaxed by gradient steps: h <- Proj(h - RELAX_STEP * v), v <- RELAX_MOMENTUM * v + dF/dh")
         self.w.line(f"RELAX_STEP = {self.plan.relax_step!r}")

@@ -176,10 +176,10 @@ BF16_NEEDS_FEEDFORWARD = _m("E405", "`precision bf16` with EP needs a feedforwar
                             "to 0.81, against 0.995 for bfloat16 backprop).")
 BF16_ALGORITHM = _m("E407", "`precision bf16` is available for `ep` and `bp`, not for `{algorithm}`",
                     "Mixed precision is built into EP's estimate and backprop's autocast region. "
-                    "Recurrent backprop and predictive-coding inference learning run in the "
-                    "parameters' precision (float32), and a config asking for bfloat16 would "
+                    "Recurrent backprop and predictive-coding inference learning (`pcil`, `ipc`) run "
+                    "in the parameters' precision (float32), and a config asking for bfloat16 would "
                     "silently not get it.")
-PCIL_NEEDS_FEEDFORWARD = _m("E406", "`pcil` needs a feedforward free phase; `{name}`'s is a {reason}",
+PCIL_NEEDS_FEEDFORWARD = _m("E406", "`{algorithm}` needs a feedforward free phase; `{name}`'s is a {reason}",
                             "Predictive-coding inference learning starts the states at the feedforward "
                             "pass, where every prediction error is zero, clamps the output and lets the "
                             "errors spread down from it: its weight update is the energy's gradient "
@@ -194,12 +194,38 @@ RBP_NEEDS_RELAXATION = _m("E408", "`rbp` differentiates a relaxation's equilibri
                           "same gradient exactly, in one backward pass, and the adjoint of a predictive-"
                           "coding sweep converges slowly (a relative error of 1.5e-2 after 50 iterations "
                           "on a three-layer PCN): the config would buy a worse gradient at more cost.")
-PCIL_OUTPUT_READ = _m("E409", "`pcil` clamps the output `{output}`, but the prediction of `{reader}` reads it",
+PCIL_OUTPUT_READ = _m("E409", "`{algorithm}` clamps the output `{output}`, but the prediction of `{reader}` reads it",
                       "Predictive-coding inference learning clamps the output to its prediction minus the "
                       "cost's gradient, and finds that prediction from the output's own term. A state "
                       "predicted from the output adds its own error to the output's, so the clamp would "
                       "hold the wrong value and the update would follow neither the target nor the "
                       "cost. The output must be the last layer of the feedforward pass.")
+INFERENCE_SETTING_ALGORITHM = _m("E410", "`{setting}` shapes the inference sweeps of `pcil` and `ipc`, not `{algorithm}`",
+                                 "Precision schedules and the forward update (Qi et al. 2025) change how "
+                                 "predictive-coding inference learning relaxes its states and updates its "
+                                 "weights. EP's estimate is the cost's gradient only as a difference at "
+                                 "equilibria of one fixed energy: a schedule that reweights the energy from "
+                                 "sweep to sweep leaves no such equilibrium, and the estimate would not pass "
+                                 "EP's gradient check; backprop and recurrent backprop have no inference "
+                                 "sweeps to weight.")
+SCHEDULE_NEEDS_PGD = _m("E411", "a precision schedule relaxes by gradient steps of the weighted energy; `update=modpgd` has "
+                        "no weighted form",
+                        "mod-PGD's update reads each layer's pre-activation to step past the ReLU's "
+                        "floor; it is defined for the plain energy only. Under a precision schedule "
+                        "each sweep is a projected gradient step of the precision-weighted energy, "
+                        "which with every precision 1 is the `pgd` sweep, so the file must ask for "
+                        "`update=pgd` rather than have its `update` silently replaced.")
+CLAMP_NEEDS_SQUARED_ERROR = _m("E412", "`perturb=clamp` needs a squared-error cost; `{name}`'s is `{cost}`",
+                               "Clamping perturbs the output by moving it a fraction beta of the way to "
+                               "the target: h_L <- (1 - beta) h_L + beta y. That is the nudge of the "
+                               "squared-error cost (to first order in beta), so EP's estimate from it is "
+                               "the gradient of that cost; for cross-entropy it would be the gradient of "
+                               "a cost the model does not have.")
+PRECISION_TABLE_ROWS = _m("E413", "the precision table has {rows} rows; `{name}` has {layers} layers",
+                          "A precision table gives one row per layer, from the layer next to the "
+                          "input (row 1) to the output's (the last row), and one column per inference "
+                          "sweep. A state's layer is the longest chain of predictions from the input "
+                          "to it (`pcdsl check` lists them).")
 
 # -- E5xx: command-line overrides -------------------------------------------------------------
 BAD_OVERRIDE = _m("E501", "{problem}",

@@ -21,7 +21,8 @@ class TrainConfig(BaseModel):
     # equilibrium (rbp, recurrent backpropagation; for relaxation models); or predictive-coding
     # inference learning (pcil: output clamped to the target, `steps` inference sweeps, local
     # weight updates; for models whose free phase is the feedforward pass)
-    algorithm: Literal["ep", "bp", "rbp", "pcil"] = "ep"
+    # (ipc: incremental PC, the weights updated at every inference sweep)
+    algorithm: Literal["ep", "bp", "rbp", "pcil", "ipc"] = "ep"
     scheme: Literal["centered", "forward", "backward", "random"] = "centered"
     beta: float = Field(0.05, gt=0, description="nudging strength; the sign comes from `scheme`")
     steps: int = Field(10, ge=1, description="K: relaxation iterations per nudged phase")
@@ -31,6 +32,20 @@ class TrainConfig(BaseModel):
                                          "adjoint (None: as many as free_steps)")
     update: Literal["modpgd", "pgd"] = "modpgd"
     traversal: Literal["async", "sync"] = "async"
+    # EP's perturbation of the output: the cost's pull beta * dC/do (nudge), or the output held
+    # at (1 - beta) * its update + beta * target (clamp; squared-error costs)
+    perturbation: Literal["nudge", "clamp"] = "nudge"
+    # pcil / ipc (Qi et al. 2025): per-layer, per-sweep precisions on the energy terms during the
+    # inference sweeps (uniform: all 1), and the weight update from the relaxed states (relaxed)
+    # or from each layer's relaxed state against its prediction from the feedforward pass (forward)
+    inference_precision: Literal["uniform", "spiking", "decaying", "table"] = "uniform"
+    precision_alpha: float = Field(1e-3, gt=0, le=1, description="spiking/decaying: the precision off the "
+                                   "wavefront")
+    precision_decay: float = Field(0.5, gt=0, lt=1, description="decaying: the factor per sweep after the "
+                                   "wavefront")
+    precision_table: Optional[list[list[float]]] = Field(None, description="table: one row per layer "
+                                                         "(input side first), one column per sweep")
+    weight_update: Literal["relaxed", "forward"] = "relaxed"
     # bf16: convolutions and matrix products in bfloat16 (autocast); states, prediction errors,
     # the nudged phases' difference and the optimiser stay float32
     precision: Literal["float32", "bf16"] = "float32"
@@ -90,6 +105,13 @@ class TrainConfig(BaseModel):
             raise ValueError("every `std` entry must be > 0")
         if self.min_lr > self.lr:
             raise ValueError("min_lr must not exceed lr")
+        if (self.inference_precision == "table") != (self.precision_table is not None):
+            raise ValueError("a precision table goes with inference_precision table (precisions(table=...))")
+        if self.precision_table is not None:
+            if not self.precision_table or any(not row for row in self.precision_table):
+                raise ValueError("precision_table needs one non-empty row per layer")
+            if any(not (isinstance(v, (int, float)) and 0 < v <= 1e6) for row in self.precision_table for v in row):
+                raise ValueError("every precision_table entry must be a number > 0")
         bad_gains = [name for name, gain in self.init_gains.items() if not gain > 0]
         if bad_gains:
             raise ValueError(f"init gains must be > 0 (got {', '.join(f'{n}={self.init_gains[n]}' for n in bad_gains)})")

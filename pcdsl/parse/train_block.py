@@ -22,10 +22,16 @@ from .spans import diag_span
 
 # setting name -> (keys it sets unconditionally, {argument: config key})
 CALL_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
-    "ep": ({"algorithm": "ep"}, {k: k for k in ("scheme", "beta", "steps", "free_steps", "update", "traversal")}),
+    "ep": ({"algorithm": "ep"}, {**{k: k for k in ("scheme", "beta", "steps", "free_steps", "update", "traversal")},
+                                 "perturb": "perturbation"}),
     "bp": ({"algorithm": "bp"}, {}),
     "rbp": ({"algorithm": "rbp"}, {"free_steps": "free_steps", "adjoint_steps": "adjoint_steps"}),
     "pcil": ({"algorithm": "pcil"}, {"steps": "steps", "update": "update"}),
+    "ipc": ({"algorithm": "ipc"}, {"steps": "steps", "update": "update"}),
+    "spiking": ({"inference_precision": "spiking"}, {"alpha": "precision_alpha"}),
+    "decaying": ({"inference_precision": "decaying"}, {"alpha": "precision_alpha", "rate": "precision_decay"}),
+    "precisions": ({"inference_precision": "table"}, {"table": "precision_table"}),
+    "forward_update": ({"weight_update": "forward"}, {}),
     "relax": ({}, {"rule": "relax_rule", "step": "relax_step", "momentum": "relax_momentum"}),
     "sgd": ({"optimizer": "sgd"}, {k: k for k in ("lr", "momentum", "nesterov", "weight_decay")}),
     "cosine": ({"schedule": "cosine"}, {"min_lr": "min_lr"}),

@@ -12,7 +12,9 @@
 #                  a model whose free phase is a relaxation, through its iterations: BPTT)
 #   pcil_gradients predictive-coding inference learning: the output clamped to the target (the
 #                  cost at the output's prediction, PCX's convention), T inference sweeps of the
-#                  hidden states, the weight gradient of the energy there
+#                  hidden states (optionally precision-weighted, precisions.py), the weight
+#                  gradient of the energy there (or Qi et al.'s forward update)
+#   ipc_updates    incremental PC: the same, with a weight step at every sweep
 #   rbp_gradients  recurrent backpropagation (Almeida-Pineda): implicit differentiation at the
 #                  free equilibrium, the exact gradient of the equilibrium's cost for a
 #                  relaxation model, with the memory of one sweep rather than of every iteration
@@ -150,7 +152,8 @@ def _has_fast_path(model) -> bool:
 def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int, *,
                  scheme: str = "centered", mod: bool = True, synchronous: bool = False,
                  free_steps: int | None = None, generator: torch.Generator | None = None,
-                 check: bool = True, precision: str = "float32", early_products: bool = False) -> dict:
+                 check: bool = True, precision: str = "float32", early_products: bool = False,
+                 perturbation: str = "nudge") -> dict:
     """Equilibrium propagation's estimate of d mean(C) / d theta at the free equilibrium.
 
     Returns {"grads": list (parameters() order), "loss": mean cost at the free state (0-dim),
@@ -158,8 +161,18 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
     ran away raises Diverged here; otherwise the caller reads result["health"] when it likes
     (one host synchronisation). `early_products`: form each phase's parameter products as soon
     as the phase ends, so that its factors are freed before the next phase runs (less memory;
-    the products of weights that read only the input are then formed once per phase)."""
+    the products of weights that read only the input are then formed once per phase).
+
+    `perturbation`: "nudge" adds beta * C to the energy; "clamp" (squared-error costs, E412)
+    holds the output at (1 - beta) * its own update + beta * y after each synchronous sweep
+    (Scellier & Bengio's weak clamping). For squared error that is the nudge of strength
+    beta / (1 - beta): the centered estimate keeps its O(beta^2) error."""
     upper, lower = _phase_signs(scheme, beta, generator)
+    if perturbation not in ("nudge", "clamp"):
+        raise ValueError(f"unknown perturbation {perturbation!r}: nudge, clamp")
+    if perturbation == "clamp" and model.COST != "squared_error":
+        raise ValueError(f"clamping is the perturbation of a squared-error cost; {model.NAME}'s is {model.COST} "
+                         "(docs/errors.md, E412)")
     if precision == "bf16" and not model.FEEDFORWARD:
         # the checker's E405, for modules driven from Python
         raise ValueError(f"precision bf16 keeps EP's gradient only for a feedforward free phase; {model.NAME}'s "
@@ -181,6 +194,9 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
             if signed_beta == 0.0:
                 states = free
                 factors = model.factors(x, free) if fast else None
+            elif perturbation == "clamp":
+                states = _clamped_phase(model, x, free, label, signed_beta, steps, mod)
+                factors = model.factors(x, states) if fast else None
             elif fast and not synchronous:
                 states, factors = model.nudged_phase(x, free, carry, label, signed_beta, steps, mod)
             else:
@@ -210,6 +226,35 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
     return {"grads": grads, "loss": loss, "free": free, "health": health}
 
 
+def _clamped_phase(model, x: torch.Tensor, free: dict, label: torch.Tensor, beta: float, steps: int,
+                   mod: bool) -> dict:
+    """`steps` synchronous sweeps at beta = 0, damped by one half as pcil's are (undamped
+    synchronous sweeps of a PCN can cycle; the fixed points are the sweep's), with the output at
+    each moved a fraction beta of the way from its own (unprojected) update towards the target,
+    then projected into its domain: o <- Proj((1 - beta) * o~ + beta * y), o~ = o - (dE/do) / c
+    (negative beta: away from y). Clamping before the projection is what keeps a saturated
+    output unit where the nudge keeps it; the target of a squared-error cost is o - dC/do at any
+    o. The fixed points are the nudged phase's at strength beta / (1 - beta)."""
+    out = model.OUTPUT
+    curvature = _output_curvature(model, x, free)
+    low, high = model.STATE_BOUNDS[out]
+    target = free[out] - model.cost_grad(free[out], label)
+    states = free
+    for _ in range(steps):
+        update = states[out] - model.state_grads(x, states)[out] / curvature
+        swept = model.relax(x, states, None, 0.0, 1, mod, synchronous=True)
+        states = {name: 0.5 * (states[name] + swept[name]) for name in states}
+        states[out] = _project((1.0 - beta) * update + beta * target, low, high)
+    return states
+
+
+def _output_curvature(model, x: torch.Tensor, states: dict) -> torch.Tensor:
+    """c, the output's curvature in E (E is quadratic in the output): from two points."""
+    out = model.OUTPUT
+    at = model.state_grads(x, states)[out]
+    return model.state_grads(x, {**states, out: states[out] + 1.0})[out] - at
+
+
 def free_loss(model, x: torch.Tensor, label: torch.Tensor, free_steps: int | None = None):
     """(mean cost, free states): the function backprop differentiates."""
     free = model(x, free_steps)
@@ -230,7 +275,8 @@ def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int
             "free": {name: h.detach().to(x.dtype) for name, h in free.items()}}
 
 
-def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, mod: bool = True) -> dict:
+def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, mod: bool = True,
+                   precisions: Optional[list[dict]] = None, forward_update: bool = False) -> dict:
     """Predictive-coding inference learning (Whittington & Bogacz 2017; PCX's supervised
     training) on a model whose free phase is the feedforward pass: the output is clamped to the
     target and the hidden states relax towards it, then every weight follows its local error.
@@ -239,38 +285,118 @@ def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, m
     cost's gradient there, o = mu - dC(mu)/c (c, the curvature of the output's own term: 1 for
     a `~` output), so that its term pulls the states below exactly as the cost of the
     prediction, C(mu(h)), would; for squared error that is o = y. The states start at the
-    feedforward pass and take `steps` sweeps of the model's own update rules (closed form where
-    the compiler derived one, projected gradient steps otherwise; `mod`: mod-PGD, whose fixed
-    points differ from the energy's where a pre-activation is below its floor, else PGD),
-    synchronous, so that every state reads the clamped output, and damped by one half (each
-    state moves half way to its update: undamped synchronous sweeps can cycle; the fixed points
-    are the sweep's); the output is clamped again after each. The weight
-    gradient is that of the batch-mean energy at the relaxed states (the output layer's is then
-    the cost's gradient at its prediction). Unlike EP's it is not the gradient of the cost: it
-    approaches backprop's only as the errors become small. Same result keys as ep_gradients,
-    and "relaxed": the states the weights learn from."""
-    if not model.FEEDFORWARD:
-        raise ValueError(f"predictive-coding inference learning starts from the feedforward pass; {model.NAME}'s "
-                         "free phase is a relaxation (docs/errors.md, E406)")
-    out = model.OUTPUT
+    feedforward pass and take `steps` inference sweeps (_inference_sweep: the model's own
+    update rules, or with `precisions` gradient steps of the precision-weighted energy), the
+    output clamped again after each. The weight gradient is that of the batch-mean energy at the
+    relaxed states (the output layer's is then the cost's gradient at its prediction), or with
+    `forward_update` Qi et al.'s (_forward_update). Unlike EP's it is not the gradient of the
+    cost: it approaches backprop's only as the errors become small. Same result keys as
+    ep_gradients, and "relaxed": the states the weights learn from."""
+    _require_feedforward(model, "predictive-coding inference learning starts from the feedforward pass", "E406")
     with torch.no_grad():
         free = model(x)
         loss = model.cost(free, label).mean()
-        # the output's prediction mu = o - (dE/do) / c, with c from two points (E is quadratic in o)
-        at = model.state_grads(x, free)[out]
-        curvature = model.state_grads(x, {**free, out: free[out] + 1.0})[out] - at
-
-        def clamped(states: dict) -> dict:
-            prediction = states[out] - model.state_grads(x, states)[out] / curvature
-            return {**states, out: prediction - model.cost_grad(prediction, label) / curvature}
-
-        states = clamped(free)
-        for _ in range(steps):
-            swept = model.relax(x, states, None, 0.0, 1, mod, synchronous=True)
-            states = clamped({name: 0.5 * (states[name] + swept[name]) for name in states})
-        energy, grads = model.param_grads(x, states)
+        clamp = _output_clamp(model, x, free, label)
+        states = clamp(free)
+        for t in range(steps):
+            states = clamp(_inference_sweep(model, x, states, mod, None if precisions is None else precisions[t]))
+        energy, grads = (_forward_update(model, x, free, states) if forward_update
+                         else model.param_grads(x, states))
     return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "free": free,
             "relaxed": states, "health": Health(torch.isfinite(energy))}
+
+
+def ipc_updates(model, x: torch.Tensor, label: torch.Tensor, steps: int, update_weights, *, mod: bool = True,
+                precisions: Optional[list[dict]] = None, forward_update: bool = False) -> dict:
+    """Incremental predictive coding (Salvatori et al. 2024; PCX's iPC): inference learning in
+    which the weights move at every inference sweep, not once after the last. Each sweep t
+    takes the energy's weight gradient at the current states and the states' sweep with the
+    current weights (both from the same point, as PCX updates states and weights together),
+    then calls `update_weights(grads)` (the run's optimiser step). Everything else is
+    pcil_gradients': the start at the feedforward pass, the clamp (recomputed after each weight
+    step, since the output's prediction moves with the weights), the sweeps, `precisions` and
+    `forward_update`. Same result keys; "grads" is the last sweep's gradient, "health" whether
+    every step's energy stayed finite."""
+    _require_feedforward(model, "incremental predictive coding starts from the feedforward pass", "E406")
+    ok = torch.ones((), dtype=torch.bool, device=x.device)
+    with torch.no_grad():
+        free = model(x)
+        loss = model.cost(free, label).mean()
+        states = _output_clamp(model, x, free, label)(free)
+        for t in range(steps):
+            energy, grads = (_forward_update(model, x, free, states) if forward_update
+                             else model.param_grads(x, states))
+            swept = _inference_sweep(model, x, states, mod, None if precisions is None else precisions[t])
+            ok = ok & torch.isfinite(energy)
+            update_weights(_in_param_dtypes(model, grads))
+            states = _output_clamp(model, x, swept, label)(swept)
+    return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "free": free,
+            "relaxed": states, "health": Health(ok)}
+
+
+def _require_feedforward(model, what: str, code: str) -> None:
+    if not model.FEEDFORWARD:
+        raise ValueError(f"{what}; {model.NAME}'s free phase is a relaxation (docs/errors.md, {code})")
+
+
+def _output_clamp(model, x: torch.Tensor, states: dict, label: torch.Tensor):
+    """The clamp of the output to its prediction minus the cost's gradient there, as a function
+    of the states (the prediction is recomputed from them each time)."""
+    out = model.OUTPUT
+    # the output's prediction mu = o - (dE/do) / c
+    curvature = _output_curvature(model, x, states)
+
+    def clamped(current: dict) -> dict:
+        prediction = current[out] - model.state_grads(x, current)[out] / curvature
+        return {**current, out: prediction - model.cost_grad(prediction, label) / curvature}
+    return clamped
+
+
+def _inference_sweep(model, x: torch.Tensor, states: dict, mod: bool, precision: Optional[dict]) -> dict:
+    """One synchronous inference sweep, damped by one half (each state moves half way to its
+    update: undamped synchronous sweeps can cycle; the fixed points are the sweep's), so that
+    every state reads the same (clamped) output. Without `precision`: the model's own update
+    rules (closed form where the compiler derived one, projected gradient steps otherwise;
+    `mod`: mod-PGD, else PGD). With `precision` (state -> pi, this sweep's): the projected
+    gradient step of the weighted energy sum_k pi_k E_k, Proj(h - grad), damped the same way,
+    by autograd of the model's per-term energies; with every pi = 1 it is the PGD sweep of a
+    model whose states are `~` predictions (each term's curvature in its own state is 1)."""
+    if precision is None:
+        swept = model.relax(x, states, None, 0.0, 1, mod, synchronous=True)
+        return {name: 0.5 * (states[name] + swept[name]) for name in states}
+    with torch.enable_grad():
+        start = {name: state.detach().requires_grad_(True) for name, state in states.items()}
+        energies = model.energies(x, start)
+        weighted = sum(precision[name] * energy.sum() for name, energy in energies.items())
+        grads = torch.autograd.grad(weighted, list(start.values()))
+    bounds = model.STATE_BOUNDS
+    return {name: 0.5 * (states[name] + _project(states[name] - grad, *bounds[name]))
+            for name, grad in zip(start, grads)}
+
+
+def _project(h: torch.Tensor, low, high) -> torch.Tensor:
+    return h if low is None and high is None else torch.clamp(h, low, high)
+
+
+def _forward_update(model, x: torch.Tensor, free: dict, relaxed: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Qi et al.'s forward update: each layer's weights follow the energy of its relaxed state
+    against its prediction from the feedforward value of the layer below,
+    d/dtheta_k 1/2 ||h_k* - f_k(theta_k, hbar_(k-1))||^2, rather than from the relaxed one (the
+    errors of the layers below then do not pile up in it). Term k's gradient is the energy's
+    gradient at the free states with h_k alone replaced by its relaxed value: every parameter
+    belongs to one term, and term k reads h_k and the states below it. One param_grads per
+    layer. Returns (mean of those energies, gradients in parameters() order)."""
+    names = [name for name, _ in model.named_parameters()]
+    grads: list[Optional[torch.Tensor]] = [None] * len(names)
+    energy = torch.zeros((), dtype=x.dtype, device=x.device)
+    for state in model.STATES:
+        mixed = {**free, state: relaxed[state]}
+        energy = energy + model.energies(x, mixed)[state].mean()
+        _, term_grads = model.param_grads(x, mixed)
+        for parameter in model.TERM_PARAMETERS[state]:
+            index = names.index(parameter)
+            grads[index] = term_grads[index]
+    return energy, grads
 
 
 def rbp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int | None = None,

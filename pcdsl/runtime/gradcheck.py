@@ -44,7 +44,7 @@ def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
 
 
 def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int,
-              scheme: str = "centered", mod: bool = True, synchronous: bool = False,
+              scheme: str = "centered", mod: bool = True, synchronous: bool = False, perturbation: str = "nudge",
               free_steps: int | None = None, precision: str = "float32", algorithm: str = "ep",
               adjoint_steps: int | None = None) -> dict:
     """Per-parameter agreement of the EP estimate with backprop, plus the worst of each.
@@ -62,7 +62,8 @@ def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: i
         estimate = rbp_gradients(model, x_estimate, label, free_steps=free_steps, adjoint_steps=adjoint_steps)
     else:
         estimate = ep_gradients(model, x_estimate, label, beta, steps, scheme=scheme, mod=mod,
-                                synchronous=synchronous, free_steps=free_steps, precision=precision)
+                                synchronous=synchronous, free_steps=free_steps, precision=precision,
+                                perturbation=perturbation)
     oracle = bp_gradients(oracle_model, x_oracle, label, free_steps=free_steps)
     same_precision = (bp_gradients(model, x_estimate, label, free_steps=free_steps, precision=precision)["grads"]
                       if precision != "float32" else None)

@@ -42,6 +42,9 @@ def traced_peak_bytes(model_class, config: TrainConfig, batch: int, lean_memory:
         with tracker:
             if config.algorithm == "ep":
                 ep_step(model, x, label, config, check=False, lean_memory=lean_memory)
+            elif config.algorithm == "ipc":
+                from pcdsl.runtime.optim import make_optimizer
+                STEPS["ipc"](model, x, label, config, make_optimizer(model.parameters(), config))
             else:
                 STEPS[config.algorithm](model, x, label, config)
         peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]

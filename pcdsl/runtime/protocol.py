@@ -90,3 +90,14 @@ class CompiledModel(Protocol):
 #       sum of scale * dE/dtheta (energy summed over the batch), parameters() order: one local
 #       product per parameter and phase, one in all where the input is the same in every phase
 
+#
+# What the inference variants read (every generated module has them; a hand-written module
+# without them can still be trained by EP, backprop and plain pcil):
+#   STATE_BOUNDS: dict[str, tuple[float | None, float | None]]
+#       each state's domain (None: unbounded); the projection of precision-weighted sweeps and
+#       of the clamped output
+#   TERM_PARAMETERS: dict[str, tuple[str, ...]]
+#       the parameters (named_parameters names) of each energy term; a `~` term is named after
+#       the state it predicts (the forward update)
+#   LAYERS: dict[str, int]        (feedforward models only)
+#       each state's layer, 1 + the deepest state its prediction reads (precision schedules)

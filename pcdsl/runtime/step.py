@@ -27,7 +27,9 @@ from dataclasses import dataclass
 import torch
 
 from pcdsl.ir.config import TrainConfig
-from pcdsl.runtime.estimators import Diverged, bp_gradients, ep_gradients, free_loss, pcil_gradients, rbp_gradients
+from pcdsl.runtime.estimators import (Diverged, bp_gradients, ep_gradients, free_loss, ipc_updates, pcil_gradients,
+                                      rbp_gradients)
+from pcdsl.runtime.precisions import sweep_precisions
 from pcdsl.runtime.optim import fusable, momentum_buffers, sgd_step_
 
 
@@ -77,7 +79,7 @@ def ep_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, sc
     estimate = ep_gradients(model, x, label, config.beta, config.steps, scheme=scheme or config.scheme,
                             mod=config.update == "modpgd", synchronous=config.traversal == "sync",
                             free_steps=config.free_steps, check=check, precision=config.precision,
-                            early_products=lean_memory)
+                            early_products=lean_memory, perturbation=config.perturbation)
     grads, loss = estimate["grads"], estimate["loss"]
     ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
     return grads, _result(model, estimate, label, ok)
@@ -105,15 +107,45 @@ def rbp_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, c
 
 
 def pcil_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) -> tuple[list[torch.Tensor], StepResult]:
-    """Predictive-coding inference learning: `steps` sweeps with the output clamped."""
-    estimate = pcil_gradients(model, x, label, config.steps, mod=config.update == "modpgd")
+    """Predictive-coding inference learning: `steps` sweeps with the output clamped (weighted by
+    the config's precision schedule), then the relaxed or the forward weight update."""
+    estimate = pcil_gradients(model, x, label, config.steps, mod=config.update == "modpgd",
+                              precisions=sweep_precisions(model, config, config.steps),
+                              forward_update=config.weight_update == "forward")
     grads, loss = estimate["grads"], estimate["loss"]
     ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
     return grads, _result(model, estimate, label, ok)
 
 
-# each algorithm's eager step: (model, x, label, config) -> (grads, StepResult)
-STEPS = {"ep": ep_step, "bp": bp_step, "rbp": rbp_step, "pcil": pcil_step}
+def ipc_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, optimizer=None
+             ) -> tuple[list[torch.Tensor], StepResult]:
+    """Incremental PC: a step of `optimizer` at every one of the `steps` sweeps (result.updated).
+    A sweep whose energy is not finite stops the weight steps of the batch there: the run is
+    reported diverged with the weights of the last finite sweep."""
+    if optimizer is None:
+        raise ValueError("incremental PC takes the optimiser's steps inside its step: give the run's optimizer")
+    healthy = torch.ones((), dtype=torch.bool, device=x.device)
+
+    def update_weights(grads: list[torch.Tensor]) -> None:
+        nonlocal healthy
+        healthy = healthy & all_finite(grads)
+        if bool(healthy):                  # one read per sweep: iPC is eager anyway
+            _fill(model, grads)
+            optimizer.step()
+
+    estimate = ipc_updates(model, x, label, config.steps, update_weights, mod=config.update == "modpgd",
+                           precisions=sweep_precisions(model, config, config.steps),
+                           forward_update=config.weight_update == "forward")
+    grads, loss = estimate["grads"], estimate["loss"]
+    ok = estimate["health"].ok & healthy & torch.isfinite(loss)
+    result = _result(model, estimate, label, ok)
+    result.updated = True
+    return grads, result
+
+
+# each algorithm's eager step: (model, x, label, config) -> (grads, StepResult); iPC's also
+# takes the optimiser, whose steps it takes itself
+STEPS = {"ep": ep_step, "bp": bp_step, "rbp": rbp_step, "pcil": pcil_step, "ipc": ipc_step}
 
 
 def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> StepResult:
@@ -176,6 +208,10 @@ class TrainStep:
             # implicit differentiation: a loop of vector-Jacobian products, run eagerly (with
             # --compile too: compiling autograd's loop gains nothing worth its compile time)
             self._eager = lambda x, label, scheme: rbp_step(model, x, label, config, check=False)
+            self._compiled = None
+        elif config.algorithm == "ipc":
+            # the optimiser's steps inside the step, one per sweep: eager
+            self._eager = lambda x, label, scheme: ipc_step(model, x, label, config, optimizer)
             self._compiled = None
         elif config.algorithm == "pcil":
             # no autograd: the sweeps and the local products compile as one graph, like EP's

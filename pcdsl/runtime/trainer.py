@@ -470,6 +470,16 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     return history
 
 
+def _inference_text(config: TrainConfig) -> str:
+    """pcil / ipc's settings, for the run's first line."""
+    parts = [f"{config.steps} sweeps", "output clamped", config.update]
+    if config.inference_precision != "uniform":
+        parts.append(f"{config.inference_precision} precision")
+    if config.weight_update == "forward":
+        parts.append("forward update")
+    return ", ".join(parts)
+
+
 def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig,
           data: "DataSplits", out_dir: Path, *, resume: bool = False, epochs: int | None = None,
           log: Callable[[str], None] = print, data_spec: str | None = None,
@@ -494,6 +504,9 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     if config.batch < ranks.size:
         raise RunError(f"the batch ({config.batch}) is smaller than the number of processes ({ranks.size}): "
                        "`batch` is the batch of all processes together")
+    if config.algorithm == "ipc" and ranks.size > 1:
+        raise RunError("incremental PC takes an optimiser step at every inference sweep, inside a batch; it runs "
+                       "in one process (drop --nproc / torchrun), or train with pcil across processes")
     differences = ranks.agree({
         "model": source_sha256(model_cls_source), "config": config.model_dump(mode="json"),
         "epochs": epochs, "resume": resume, "train examples": len(data.train), "test examples": len(data.test),
@@ -584,13 +597,15 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     what = {"ep": f"EP ({config.scheme}, beta {config.beta:g}, {config.steps} steps, {config.update}, "
                   f"{config.traversal})",
             "bp": "backprop",
-            "pcil": f"predictive-coding inference learning ({config.steps} sweeps, output clamped, {config.update})",
+            "pcil": f"predictive-coding inference learning ({_inference_text(config)})",
+            "ipc": f"incremental predictive coding ({_inference_text(config)}, a weight step per sweep)",
             "rbp": f"recurrent backprop (implicit differentiation, "
                    f"{config.adjoint_steps or config.free_steps or model.FREE_STEPS} adjoint steps)"}[config.algorithm]
-    if config.algorithm == "rbp" and options.compile:
-        # TrainStep runs the adjoint's loop of vector-Jacobian products eagerly: not "compiled"
+    if config.algorithm in ("rbp", "ipc") and options.compile:
+        # TrainStep runs these eagerly (the adjoint's loop of vector-Jacobian products; the
+        # optimiser's steps inside iPC's sweeps): not "compiled"
         options = replace(options, compile=False, cuda_graphs=False)
-        log("recurrent backprop runs eagerly: --compile does not apply to its adjoint iteration")
+        log(f"{config.algorithm} runs eagerly: --compile does not apply to it")
     switches = ", ".join(name for name, on in (("compiled", options.compile), ("CUDA graphs", options.compile and options.cuda_graphs),
                                                ("channels_last", options.channels_last)) if on)
     processes = f" x {ranks.size} processes" if ranks.active else ""

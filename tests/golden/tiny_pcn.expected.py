@@ -68,6 +68,20 @@ class Model(torch.nn.Module):
     FEEDFORWARD = True
     UPDATE_GROUPS = (("h2",), ("h1", "o"))
     UPDATE_RULES = {"h1": "closed", "h2": "closed", "o": "closed"}
+    # (low, high) bounds of each state's domain, None where it is unbounded
+    STATE_BOUNDS = {
+        "h1": (0.0, None),
+        "h2": (0.0, None),
+        "o": (None, None),
+    }
+    # the parameters of each energy term
+    TERM_PARAMETERS = {
+        "h1": ("h1_w_x", "h1_b"),
+        "h2": ("h2_w_h1", "h2_b"),
+        "o": ("o_w_h2", "o_b"),
+    }
+    # each state's layer: the longest chain of predictions from the input to it
+    LAYERS = {"h1": 1, "h2": 2, "o": 3}
     FREE_STEPS = 50
     # states relaxed by gradient steps: h <- Proj(h - RELAX_STEP * v), v <- RELAX_MOMENTUM * v + dF/dh
     RELAX_STEP = 0.1
