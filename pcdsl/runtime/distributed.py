@@ -190,9 +190,20 @@ class Ranks:
 
     def end(self) -> None:
         """Leave the process group if this module joined it."""
+        global _LEFT
         if self.joined_here and dist.is_initialized():
             dist.barrier()          # no process leaves while another still talks to it
             dist.destroy_process_group()
+            _LEFT = True
+
+
+_LEFT = False
+
+
+def left_process_group() -> bool:
+    """Whether this process joined a process group and has left it (Ranks.end): the command
+    line then ends the process without the interpreter's teardown (cli.main)."""
+    return _LEFT
 
 
 def _stop_flags(signal: str | None) -> list[float]:
