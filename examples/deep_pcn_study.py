@@ -8,7 +8,8 @@ against depth (study.png, when matplotlib is installed) into --out.
 
 Each run is an ordinary `pcdsl train` run in --out/<depth>-<variant>; a run already finished
 there is read, not repeated, so an interrupted study continues where it stopped (an unfinished
-run is resumed)."""
+run is resumed; a run that failed is not retried). The table and plot cover every run in --out,
+so that a second invocation with other --lrs or --variants adds to them."""
 from __future__ import annotations
 
 import argparse
@@ -62,13 +63,17 @@ def model_text(depth: int, width: int) -> str:
         ""])
 
 
+def _folder(out: Path, depth: int, variant: str, lr: float) -> Path:
+    return out / f"{depth}-{variant.replace(' + ', '+').replace(' ', '_')}-lr{lr:g}"
+
+
 def run(model: Path, variant: str, depth: int, data: str, out: Path, epochs: int, lr: float,
         limit: int | None) -> dict:
     algorithm, sets = VARIANTS[variant]
-    folder = out / f"{depth}-{variant.replace(' + ', '+').replace(' ', '_')}-lr{lr:g}"
+    folder = _folder(out, depth, variant, lr)
     metrics = folder / "metrics.jsonl"
     done = _epochs(metrics)
-    if len(done) < epochs:
+    if len(done) < epochs and not (folder / "diverged").exists():
         command = [sys.executable, "-m", "pcdsl", "train", str(model), "--data", data, "--algorithm", algorithm,
                    "--epochs", str(epochs), "--out", str(folder)]
         if algorithm == "ep":
@@ -80,12 +85,31 @@ def run(model: Path, variant: str, depth: int, data: str, out: Path, epochs: int
             command.append("--resume")
         print(" ".join(command), flush=True)
         with open(out / "study.log", "a") as log:
-            subprocess.run(command, check=False, stdout=log, stderr=subprocess.STDOUT)
+            finished = subprocess.run(command, check=False, stdout=log, stderr=subprocess.STDOUT)
         done = _epochs(metrics)
+        if finished.returncode != 0 and folder.exists():
+            (folder / "diverged").write_text(f"status {finished.returncode}: see study.log\n")   # not retried
+    return _summary(folder, depth, variant, lr)
+
+
+def _summary(folder: Path, depth: int, variant: str, lr: float) -> dict:
+    done = _epochs(folder / "metrics.jsonl")
     last = done[-1] if done else {}
     return {"depth": depth, "variant": variant, "lr": lr, "epochs": len(done),
             "test_acc": last.get("test_acc"), "best_test_acc": max((e.get("test_acc", 0) for e in done), default=None),
-            "seconds": sum(e.get("train_seconds", 0) for e in done), "diverged": not done}
+            "seconds": sum(e.get("train_seconds", 0) for e in done), "diverged": (folder / "diverged").exists()}
+
+
+def collect(out: Path, depths: list[int]) -> list[dict]:
+    """Every run of the study in `out`, this invocation's or an earlier one's (other learning
+    rates, other variants)."""
+    results = []
+    for depth in depths:
+        for variant in VARIANTS:
+            prefix = _folder(out, depth, variant, 1.0).name.rsplit("-lr", 1)[0] + "-lr"
+            for folder in sorted(out.glob(f"{prefix}*")):
+                results.append(_summary(folder, depth, variant, float(folder.name[len(prefix):])))
+    return results
 
 
 def _epochs(metrics: Path) -> list[dict]:
@@ -162,12 +186,10 @@ def main() -> None:
         model = args.out / f"deep{depth}.pc"
         model.write_text(model_text(depth, args.width))
         jobs += [(model, variant, depth, float(lr)) for variant in variants for lr in args.lrs.split(",")]
-    results = []
     with ThreadPoolExecutor(args.jobs) as pool:
-        for result in pool.map(lambda job: run(job[0], job[1], job[2], args.data, args.out, args.epochs, job[3],
-                                               args.limit), jobs):
-            results.append(result)
-            write_report(results, depths, args.out)
+        for _ in pool.map(lambda job: run(job[0], job[1], job[2], args.data, args.out, args.epochs, job[3],
+                                          args.limit), jobs):
+            write_report(collect(args.out, depths), depths, args.out)
 
 
 if __name__ == "__main__":

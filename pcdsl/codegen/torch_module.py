@@ -461,8 +461,8 @@ class _ModuleWriter:
             self.w.line('"""`steps` iterations of the update rules of F = E + beta * C, from `states`.')
             self.w.line()
             self.w.line("Asynchronous (the default): the update groups in turn, each reading what the one before")
-            self.w.line("wrote; synchronous: every group from the same old states. `mod` selects mod-PGD for the")
-            self.w.line('closed-form updates that have one."""')
+            self.w.line("wrote; synchronous: every group from the same old states, each state moving half way.")
+            self.w.line('`mod` selects mod-PGD for the closed-form updates that have one."""')
             self.bind_input()
             self.unpack_states(self.m.states)
             if relaxation.invariants:
@@ -489,9 +489,11 @@ class _ModuleWriter:
         with self.w.indent():
             self.assigns(sweep.body)
             self.sweep_updates(sweep, into_next=True)
-            names = [self.name_of(u.symbol) for u in sweep.updates]
-            nexts = [self.name_of(_next(u.symbol)) for u in sweep.updates]
-            self.w.line(f"{', '.join(names)} = {', '.join(nexts)}")
+            self.w.line("# each state half way to its update: undamped simultaneous updates of coupled layers")
+            self.w.line("# overshoot and can cycle (a PCN's do); the fixed points are the same")
+            for update in sweep.updates:
+                name, following = self.name_of(update.symbol), self.name_of(_next(update.symbol))
+                self.w.line(f"{name} = 0.5 * ({name} + {following})")
 
     def loop(self, sweeps: list[HalfSweep], prologue: list[Assign]) -> None:
         if prologue:

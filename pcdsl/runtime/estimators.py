@@ -228,8 +228,8 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
 
 def _clamped_phase(model, x: torch.Tensor, free: dict, label: torch.Tensor, beta: float, steps: int,
                    mod: bool) -> dict:
-    """`steps` synchronous sweeps at beta = 0, damped by one half as pcil's are (undamped
-    synchronous sweeps of a PCN can cycle; the fixed points are the sweep's), with the output at
+    """`steps` synchronous sweeps at beta = 0 (damped by one half, as every synchronous sweep
+    is: undamped ones of a PCN can cycle; the fixed points are the sweep's), with the output at
     each moved a fraction beta of the way from its own (unprojected) update towards the target,
     then projected into its domain: o <- Proj((1 - beta) * o~ + beta * y), o~ = o - (dE/do) / c
     (negative beta: away from y). Clamping before the projection is what keeps a saturated
@@ -242,9 +242,8 @@ def _clamped_phase(model, x: torch.Tensor, free: dict, label: torch.Tensor, beta
     states = free
     for _ in range(steps):
         update = states[out] - model.state_grads(x, states)[out] / curvature
-        swept = model.relax(x, states, None, 0.0, 1, mod, synchronous=True)
-        states = {name: 0.5 * (states[name] + swept[name]) for name in states}
-        states[out] = _project((1.0 - beta) * update + beta * target, low, high)
+        swept = model.relax(x, states, None, 0.0, 1, mod, synchronous=True)    # (damped by one half)
+        states = {**swept, out: _project((1.0 - beta) * update + beta * target, low, high)}
     return states
 
 
@@ -362,8 +361,7 @@ def _inference_sweep(model, x: torch.Tensor, states: dict, mod: bool, precision:
     by autograd of the model's per-term energies; with every pi = 1 it is the PGD sweep of a
     model whose states are `~` predictions (each term's curvature in its own state is 1)."""
     if precision is None:
-        swept = model.relax(x, states, None, 0.0, 1, mod, synchronous=True)
-        return {name: 0.5 * (states[name] + swept[name]) for name in states}
+        return model.relax(x, states, None, 0.0, 1, mod, synchronous=True)    # (damped by one half)
     with torch.enable_grad():
         start = {name: state.detach().requires_grad_(True) for name, state in states.items()}
         energies = model.energies(x, start)

@@ -191,8 +191,8 @@ class Model(torch.nn.Module):
         """`steps` iterations of the update rules of F = E + beta * C, from `states`.
 
         Asynchronous (the default): the update groups in turn, each reading what the one before
-        wrote; synchronous: every group from the same old states. `mod` selects mod-PGD for the
-        closed-form updates that have one."""
+        wrote; synchronous: every group from the same old states, each state moving half way.
+        `mod` selects mod-PGD for the closed-form updates that have one."""
         h1, h2, o = states["h1"], states["h2"], states["o"]
         # loop invariants: they depend only on the input and the parameters
         # tiny_pcn.pc:7  state  h1 : [2, S/2, S/2] >= 0  ~ relu(maxpool(conv(x, 2, k=3, pad=1) + bias, 2))
@@ -215,7 +215,11 @@ class Model(torch.nn.Module):
                 # mod-PGD projects a_h1 + delta; PGD projects relu(a_h1) + delta
                 h1_next = torch.relu((a_h1 if mod else torch.relu(a_h1)) + delta_h1)
                 o_next = a_o - nudge_o
-                h2, h1, o = h2_next, h1_next, o_next
+                # each state half way to its update: undamped simultaneous updates of coupled layers
+                # overshoot and can cycle (a PCN's do); the fixed points are the same
+                h2 = 0.5 * (h2 + h2_next)
+                h1 = 0.5 * (h1 + h1_next)
+                o = 0.5 * (o + o_next)
         else:
             # read by the first half-sweep; later iterations carry them from the last one
             # tiny_pcn.pc:9  output o  : [3]                 ~ dense(h2, 3) + bias

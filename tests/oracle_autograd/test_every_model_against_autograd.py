@@ -6,9 +6,10 @@
 # module's energy and cost:
 #   - state_grads(x, h, label, beta) must equal dF/dh at arbitrary states (inside the domains);
 #   - relax() must equal the iteration written with autograd: per update group in traversal
-#     order (or all at once when synchronous), closed-form states h <- Proj(h - dF/dh / c) (the
-#     alpha = 1 step with the state's curvature c; PGD, mod=False) and gradient-rule states the
-#     heavy-ball step v <- momentum * v + dF/dh, h <- Proj(h - step * v).
+#     order (or all at once, each state moving half way, when synchronous), closed-form states
+#     h <- Proj(h - dF/dh / c) (the alpha = 1 step with the state's curvature c; PGD,
+#     mod=False) and gradient-rule states the heavy-ball step v <- momentum * v + dF/dh,
+#     h <- Proj(h - step * v).
 # Proj is the clamp onto the domain written in the model file.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
@@ -64,6 +65,8 @@ def autograd_relax(compiled, model, x, states, label, beta, steps, synchronous):
     s = {k: v.detach().clone() for k, v in states.items()}
     velocity = {k: torch.zeros_like(v) for k, v in s.items()}
     groups = [list(model.STATES)] if synchronous else [list(g) for g in model.UPDATE_GROUPS]
+    # synchronous sweeps move each state half way to its update (one group: they are the async ones)
+    damped = synchronous and len(model.UPDATE_GROUPS) > 1
     for _ in range(steps):
         for group in groups:
             grads = _autograd_dF(model, x, s, label, beta, group)
@@ -75,6 +78,8 @@ def autograd_relax(compiled, model, x, states, label, beta, steps, synchronous):
                     velocity[name] = model.RELAX_MOMENTUM * velocity[name] + grads[name]
                     target = s[name] - model.RELAX_STEP * velocity[name]
                 new[name] = _project(target, domains[name])
+                if damped:
+                    new[name] = 0.5 * (s[name] + new[name])
             s.update(new)
     return s
 

@@ -34,8 +34,8 @@ def autograd_relax(model, x, states, label, beta, steps, projections, synchronou
                 new[name] = projections[name](target)
             if not synchronous:
                 s = {**s, **{k: new[k] for k in group}}
-        if synchronous:
-            s = {**s, **new}
+        if synchronous:      # each state half way to its update
+            s = {**s, **{k: 0.5 * (s[k] + v) for k, v in new.items()}}
     return s
 
 
@@ -99,8 +99,9 @@ def test_hopfield_update_is_the_exact_block_minimiser():
     x, label = random_batch(model, batch=3)
     x = x.abs().clamp(0, 1)
     s = model(x, 3)
-    # one synchronous step updates every state from the same old states: keep only h1's update
-    updated = {**s, "h1": model.relax(x, s, label, 0.0, 1, synchronous=True)["h1"]}
+    # one synchronous step updates every state from the same old states, half way: keep only
+    # h1's, undamped (twice the move)
+    updated = {**s, "h1": 2 * model.relax(x, s, label, 0.0, 1, synchronous=True)["h1"] - s["h1"]}
     h1 = updated["h1"]
     base = model.energy(x, updated).sum()
     for step in (1e-3, 1e-2, 1e-1):

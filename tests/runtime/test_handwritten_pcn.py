@@ -63,11 +63,13 @@ def autograd_relax(model: Model, x, states, label, beta, steps, mod, synchronous
                 step = (leaves[name] - grad).detach()
                 k = index[name]
                 if name == model.OUTPUT:
-                    current[name] = step
-                    continue
-                below = x if k == 1 else leaves[names[k - 2]]   # as of the group's start
-                a = F.linear(below, getattr(model, f"W{k}"), getattr(model, f"b{k}")).detach()
-                current[name] = torch.relu(step - torch.relu(a) + a) if mod else torch.relu(step)
+                    updated = step
+                else:
+                    below = x if k == 1 else leaves[names[k - 2]]   # as of the group's start
+                    a = F.linear(below, getattr(model, f"W{k}"), getattr(model, f"b{k}")).detach()
+                    updated = torch.relu(step - torch.relu(a) + a) if mod else torch.relu(step)
+                # synchronous sweeps move each state half way to its update
+                current[name] = 0.5 * (leaves[name].detach() + updated) if synchronous else updated
     return current
 
 

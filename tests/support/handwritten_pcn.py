@@ -202,7 +202,8 @@ class Model(torch.nn.Module):
                 # every update of a group reads the states as they were before the group started
                 new = {index[name]: self.updated(index[name], h, label, beta, mod) for name in group}
                 for k, value in new.items():
-                    h[k] = value
+                    # synchronous: each state half way (undamped simultaneous updates overshoot)
+                    h[k] = 0.5 * (h[k] + value) if synchronous else value
         return {name: h[k] for name, k in index.items()}
 
     # ---- protocol: gradients ------------------------------------------------------------------
