@@ -48,7 +48,7 @@ def model_report(checked: CheckedModel) -> dict:
         "sizes": {s.name: s.value for s in ir.sizes},
         "states": [s for s in states if s["role"] in ("state", "output")],
         "input": next(s for s in states if s["role"] == "input"),
-        "label": next(s for s in states if s["role"] == "label"),
+        "label": next((s for s in states if s["role"] == "label"), None),
         "parameters": checked.parameter_count,
         "parameter_tensors": [{"name": p.name, "kind": p.kind, "shape": list(p.shape), "owner": p.owner}
                               for p in checked.params.values()],
@@ -58,7 +58,8 @@ def model_report(checked: CheckedModel) -> dict:
         "feedforward": checked.feedforward is not None,
         "free_phase": checked.free_phase,
         "layers": checked.layer_depths,
-        "cost": ir.cost.kind,
+        "cost": ir.cost.kind if ir.cost is not None else None,
+        "generative": ir.generative,
         "train": ir.train.model_dump(),
     }
 
@@ -69,7 +70,7 @@ def format_report(report: dict) -> str:
         lines.append("sizes: " + ", ".join(f"{k} = {v}" for k, v in report["sizes"].items()))
     lines.append("")
     rows = [("name", "role", "shape", "symbolic", "domain")]
-    for s in [report["input"]] + report["states"] + [report["label"]]:
+    for s in [report["input"]] + report["states"] + ([report["label"]] if report["label"] else []):
         shape = "[" + ", ".join(map(str, s["shape"])) + "]"
         symbolic = "[" + ", ".join(s["symbolic_shape"]) + "]"
         rows.append((s["name"], s["role"], shape, symbolic if symbolic != shape else "", s["domain"] if s["role"] in ("state", "output") else ""))
@@ -82,7 +83,8 @@ def format_report(report: dict) -> str:
     if report["layers"]:
         lines.append("layers (for precision schedules): "
                      + ", ".join(f"{state} {layer}" for state, layer in report["layers"].items()))
-    lines.append(f"cost: {report['cost']}")
+    lines.append(f"cost: {report['cost']}" if report["cost"] else
+                 "generative: the input is predicted; the states relax to explain it (no cost)")
     lines.append("")
     lines.append("intermediates:")
     for name, expr in report["definitions"].items():

@@ -29,6 +29,8 @@ def build(path_or_text: str | Path, sets: list[str] | None = None, seed: int = 0
 
 def random_batch(model, batch: int = 3, seed: int = 1, dtype=torch.float64):
     generator = torch.Generator().manual_seed(seed)
+    if model.NUM_CLASSES is None:      # a generative model: data in [0, 1] like images, no labels
+        return torch.rand((batch, *model.INPUT_SHAPE), generator=generator).to(dtype), None
     x = torch.randn((batch, *model.INPUT_SHAPE), generator=generator).to(dtype)
     label = torch.randint(0, model.NUM_CLASSES, (batch,), generator=generator)
     return x, label
@@ -54,3 +56,12 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def rel_error(estimate: torch.Tensor, truth: torch.Tensor) -> float:
     return ((estimate - truth).norm() / truth.norm()).item()
+
+
+def run_cli(*args):
+    """`pcdsl ARGS...` in-process (click's runner); a traceback in the output fails the test."""
+    from click.testing import CliRunner
+    from pcdsl.cli.main import main
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result

@@ -107,7 +107,7 @@ def _own_nonlinearity(terms: list[TermInfo], state: sp.Symbol, defs: Definitions
 
 
 def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermInfo], defs: Definitions,
-                shape_of: ShapeOf, cost_grad: Optional[sp.Expr], own_activation, force_gradient: bool
+                shape_of: ShapeOf, cost_grad: Optional[sp.Expr], own_activation, force_gradient: Optional[str]
                 ) -> UpdateRule:
     """The update rule of one free state. `terms` are the energy terms that hold it; `cost_grad`
     is dC/dh for the output; `own_activation` = (act(a), a) of its own prediction, for mod-PGD."""
@@ -135,8 +135,8 @@ def derive_rule(state: sp.Symbol, domain: Domain, terms: list[TermInfo], defs: D
     def gradient_rule(reason: str) -> UpdateRule:
         return UpdateRule(name, "gradient", reason, gradient, projection_name)
 
-    if force_gradient:
-        return gradient_rule("the train block asks for gradient relaxation: relax(rule=gradient)")
+    if force_gradient:       # why every state takes gradient steps
+        return gradient_rule(force_gradient)
     own = _own_nonlinearity(terms, state, defs)
     if own:
         return gradient_rule(f"{own}: no closed-form update")

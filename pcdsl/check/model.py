@@ -41,7 +41,7 @@ class CheckedModel:
     feedforward: Optional[list[str]]          # topological order when the free phase is a forward pass
     free_phase: str                           # why the free phase is what it is, for people
     expr_shapes: dict[sp.Expr, Shape]
-    cost_grad: sp.Expr
+    cost_grad: Optional[sp.Expr]              # None for a generative model
     own_activation: dict[str, tuple[sp.Expr, sp.Expr]] = field(default_factory=dict)
     param_gradients: dict[str, ParamGradient] = field(default_factory=dict)   # in params order
 
@@ -66,7 +66,8 @@ class CheckedModel:
 def check_model(ir: ModelIR) -> CheckedModel:
     builder = ExpressionBuilder(ir)
     free = [v.name for v in ir.free_states]
-    _check_cost(ir, builder)
+    if ir.cost is not None:
+        _check_cost(ir, builder)
 
     definitions = Definitions()
     definition_lines: dict[sp.Symbol, int] = {}
@@ -100,9 +101,14 @@ def check_model(ir: ModelIR) -> CheckedModel:
             return builder.expr_shapes[expr]
         return shape_of(definitions[expr])
 
-    output = ir.cost.output
-    cost_grad = CostGrad(builder.symbols[output], builder.symbols[ir.cost.label])
-    force_gradient = ir.train.relax_rule == "gradient"
+    output = ir.cost.output if ir.cost is not None else None
+    cost_grad = CostGrad(builder.symbols[output], builder.symbols[ir.cost.label]) if output else None
+    # a generative model's states are read through the data's prediction, whose curvature the
+    # closed forms (alpha = 1 steps with the own term's curvature) leave out: they run away
+    force_gradient = ("the train block asks for gradient relaxation: relax(rule=gradient)"
+                      if ir.train.relax_rule == "gradient" else
+                      "a generative model relaxes by gradient steps (the data's prediction reads the states)"
+                      if ir.generative else None)
     rules: dict[str, UpdateRule] = {}
     for var in ir.free_states:
         holding = [t for t in terms if var.name in t.states]
@@ -148,6 +154,9 @@ def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str, terms
     span = ir.train_spans.get("algorithm")
     where = diag_span(span) if span else None
     hint = None if span else f"the value came from the command line (--algorithm {algorithm} or --set algorithm={algorithm})"
+    if ir.generative:
+        _check_generative_algorithm(ir)
+        return
     if algorithm == "rbp" and order is not None:
         raise PcdslError(messages.RBP_NEEDS_RELAXATION, where, name=ir.name, hint=hint)
     if algorithm == "ep" and config.perturbation == "clamp" and ir.cost.kind != "squared_error":
@@ -155,7 +164,9 @@ def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str, terms
                          cost=ir.cost.kind)
     inference = [(key, text) for key, text, on in (
         ("inference_precision", f"{config.inference_precision} precision", config.inference_precision != "uniform"),
-        ("weight_update", "forward_update", config.weight_update == "forward")) if on]
+        ("weight_update", "forward_update", config.weight_update == "forward"),
+        ("output_nudge", f"nudge={config.output_nudge:g}" if config.output_nudge else "", config.output_nudge is not None)
+    ) if on]
     if algorithm not in ("pcil", "ipc"):
         if inference:
             key, text = inference[0]
@@ -176,6 +187,23 @@ def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str, terms
     if config.precision_table is not None and len(config.precision_table) != layers:
         raise PcdslError(messages.PRECISION_TABLE_ROWS, _setting_span(ir, "precision_table"),
                          rows=len(config.precision_table), name=ir.name, layers=layers)
+
+
+def _check_generative_algorithm(ir: ModelIR) -> None:
+    """A generative model has no cost: it trains by inference learning alone, without the
+    supervised settings (schedules over layers above the input, the forward update)."""
+    config = ir.train
+    if config.algorithm != "pcil":
+        span = ir.train_spans.get("algorithm")
+        raise PcdslError(messages.GENERATIVE_ALGORITHM, diag_span(span) if span else None,
+                         what=config.algorithm, name=ir.name,
+                         hint="write `pcil()` in the train block, or pass --algorithm pcil" if span is None else None)
+    for key, what, on in (("inference_precision", f"{config.inference_precision} precision",
+                           config.inference_precision != "uniform"),
+                          ("weight_update", "forward_update", config.weight_update == "forward"),
+                          ("output_nudge", "nudge", config.output_nudge is not None)):
+        if on:
+            raise PcdslError(messages.GENERATIVE_ALGORITHM, _setting_span(ir, key), what=what, name=ir.name)
 
 
 def _setting_span(ir: ModelIR, key: str):
@@ -215,6 +243,9 @@ def _free_phase(ir: ModelIR, builder: ExpressionBuilder, terms: list[TermInfo], 
     (None, why not). It is when every term predicts one state, every state is predicted, the
     predictions form no cycle, and every prediction can equal its state: its values lie in the
     state's domain (the feedforward state then has E = 0, the global minimum)."""
+    if ir.generative:
+        return None, (f"relaxation from rest: the input `{ir.input.name}` is predicted (a generative model: "
+                      "the states relax to explain the data)")
     energy_term = next((t for t in terms if t.target is None), None)
     if energy_term is not None:
         return None, f"relaxation from rest: energy term `{energy_term.name}` is not a prediction"

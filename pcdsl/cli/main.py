@@ -34,7 +34,8 @@ def _user_errors():
     kinds = [UserError]
     for module, name in (("pcdsl.data", "DataError"), ("pcdsl.runtime.checkpoint", "CheckpointError"),
                          ("pcdsl.runtime.trainer", "RunError"), ("pcdsl.runtime.distributed", "CollectiveFailed"),
-                         ("pcdsl.runtime.distributed", "LaunchError")):
+                         ("pcdsl.runtime.distributed", "LaunchError"),
+                         ("pcdsl.runtime.generate", "GenerationError")):
         try:
             kinds.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -225,7 +226,8 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
     data = load_data_for(data_spec, tuple(compiled.checked.shapes[compiled.ir.input.name].value),
                          config, augment=True, limit_train=limit, limit_test=limit, workers=workers,
                          skip_unreadable=skip_bad_images)
-    num_classes = compiled.checked.shapes[compiled.ir.cost.output].value[0]
+    num_classes = (compiled.checked.shapes[compiled.ir.cost.output].value[0] if compiled.ir.cost is not None
+                   else data.num_classes)         # a generative model reads no labels
     if data.num_classes > num_classes:
         raise UserError(f"the data has {data.num_classes} classes but the model's output "
                         f"`{compiled.ir.cost.output}` has {num_classes}")
@@ -323,7 +325,67 @@ def eval_command(path, data_spec, limit, skip_bad_images, as_json):
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
     else:
-        click.echo("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+        # a reconstruction error (a mean squared error) is small: significant digits, not places
+        click.echo("  ".join(f"{k}={v:.4g}" if k in ("reconstruction_error", "top_down_error") else
+                             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file of the samples.")
+@click.option("--count", type=click.IntRange(1, 4096), default=64, show_default=True, help="Samples to draw.")
+@click.option("--columns", type=click.IntRange(1, 256), default=8, show_default=True, help="Images per row.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fit-examples", type=click.IntRange(2), default=1000, show_default=True,
+              help="Training examples whose inferred top states the sampling Gaussian is fitted to.")
+@click.option("--reconstructions", type=click.Path(dir_okay=False),
+              help="Also write a PNG of test examples (odd rows) above their reconstructions (even rows).")
+@click.option("--data", "data_spec", help="Data to fit and reconstruct (default: the run's).")
+@reports_errors
+def sample(path, output, count, columns, seed, fit_examples, reconstructions, data_spec):
+    """Generate images from a trained generative model (a run folder or a checkpoint file):
+    top states drawn from a Gaussian fitted to those the model infers for training data, the
+    rest predicted top-down (docs/language.md, generative models)."""
+    import torch
+    from ..runtime import generate
+    from ..runtime.trainer import load_run, run_data
+    targets = [Path(output)] + ([Path(reconstructions)] if reconstructions else [])
+    for target in targets:
+        if target.parent and not target.parent.exists():
+            raise UserError(f"cannot write {target}: folder {target.parent} does not exist")
+    loaded = load_run(Path(path))
+    model, config = loaded.model, loaded.config
+    generate.require_generative(model)
+    generate.as_images(torch.zeros((1, *model.INPUT_SHAPE)), tuple(model.INPUT_SHAPE))   # images at all?
+    data = run_data(loaded, data_spec, limit_train=fit_examples, limit_test=columns * 4)
+    batches = (x for x, _ in data.train.batches(config.eval_batch, shuffle=False))
+    fitted = generate.fit_top_distribution(model, batches, config.free_steps)
+    generator = torch.Generator().manual_seed(seed)
+    samples = generate.sample(model, fitted, count, generator)
+    images = generate.as_images(samples, tuple(model.INPUT_SHAPE), config.mean, config.std)
+    _write_bytes(Path(output), generate.image_grid(images, columns))
+    click.echo(f"wrote {output} ({count} samples; top states {', '.join(fitted)} fitted to "
+               f"{min(fit_examples, len(data.train))} training examples)", err=True)
+    if reconstructions:
+        reference = next(model.parameters())
+        x = next(iter(data.test.batches(columns * 4, shuffle=False)))[0].to(reference.device, reference.dtype)
+        width = min(columns, x.shape[0])
+        x = x[:x.shape[0] // width * width]          # whole rows
+        rebuilt = generate.reconstruct(model, x, config.free_steps)
+        error = float(((rebuilt - x) ** 2).mean())
+        # row pairs: examples, then their reconstructions
+        pairs = torch.stack([x.unflatten(0, (-1, width)), rebuilt.unflatten(0, (-1, width))], 1)
+        shown = generate.as_images(pairs.flatten(0, 2), tuple(model.INPUT_SHAPE), config.mean, config.std)
+        _write_bytes(Path(reconstructions), generate.image_grid(shown, width))
+        click.echo(f"wrote {reconstructions} ({x.shape[0]} test examples and their reconstructions; "
+                   f"mean squared error {error:.4g})", err=True)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    try:
+        atomic_write(path, data)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}")
 
 
 @main.command()
@@ -337,9 +399,11 @@ def eval_command(path, data_spec, limit, skip_bad_images, as_json):
               help="bf16: the estimate in mixed precision (as `precision bf16` trains), the oracle in float64.")
 @click.option("--data", "data_spec", help="Take the batch from this data set (default: random inputs).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--algorithm", type=click.Choice(["ep", "rbp"]), default="ep", show_default=True,
+@click.option("--algorithm", type=click.Choice(["ep", "rbp", "pcil"]), default="ep", show_default=True,
               help="rbp: check recurrent backprop (implicit differentiation at the free equilibrium, "
-                   "--adjoint-steps iterations) instead of EP.")
+                   "--adjoint-steps iterations) instead of EP; pcil: predictive-coding inference learning "
+                   "with the output nudged by --beta, --steps sweeps (a generative model: its update "
+                   "against autograd of the relaxed energy).")
 @click.option("--adjoint-steps", type=int, help="rbp: adjoint iterations (default: the free phase's).")
 @click.option("--min-cosine", type=float, default=None,
               help="Exit 1 when a tensor's cosine is below this (default 0.999; with --dtype bf16 0.98, "
@@ -356,12 +420,12 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
     from ..pipeline import compile_file
     from ..runtime.gradcheck import gradcheck as run_gradcheck
     from ..runtime.loading import load_model_class
-    if algorithm == "rbp" and dtype == "bf16":
-        raise UserError("--algorithm rbp is checked in float64 or float32, not bf16")
+    if algorithm in ("rbp", "pcil") and dtype == "bf16":
+        raise UserError(f"--algorithm {algorithm} is checked in float64 or float32, not bf16")
     # the checker refuses bf16 where EP cannot keep the gradient in it (E405)
     # (and recurrent backprop where the free phase is not a relaxation, E408)
     compiled = compile_file(model_file, list(set_items) + (["algorithm=ep", "precision=bf16"] if dtype == "bf16" else [])
-                            + (["algorithm=rbp"] if algorithm == "rbp" else []))
+                            + ([f"algorithm={algorithm}"] if algorithm in ("rbp", "pcil") else []))
     cfg = compiled.ir.train
     beta = cfg.beta if beta is None else beta
     steps = cfg.steps if steps is None else steps
@@ -387,9 +451,15 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        if algorithm == "rbp":
+        if compiled.ir.generative:
+            click.echo(f"{compiled.ir.name}: generative inference learning vs autograd of the relaxed energy "
+                       f"through the relaxation, {free_steps or cfg.free_steps} steps, {dtype} batch={batch}")
+        elif algorithm == "rbp":
             click.echo(f"{compiled.ir.name}: recurrent backprop (implicit differentiation) vs backprop through the "
                        f"relaxation, {dtype} batch={batch}")
+        elif algorithm == "pcil":
+            click.echo(f"{compiled.ir.name}: PC inference learning (output nudged by beta) vs backprop, beta={beta:g} "
+                       f"steps={steps} update={cfg.update} {dtype} batch={batch}")
         else:
             clamped = " perturbation=clamp" if cfg.perturbation == "clamp" else ""
             click.echo(f"{compiled.ir.name}: centered-EP vs backprop, beta={beta:g} steps={steps} scheme={scheme}"
@@ -538,6 +608,8 @@ def _gradcheck_batch(model, compiled, data_spec, batch, generator):
     shape = tuple(compiled.checked.shapes[compiled.ir.input.name].value)
     classes = model.NUM_CLASSES
     if data_spec is None:
+        if classes is None:         # a generative model: data in [0, 1], like images, and no labels
+            return torch.rand((batch, *shape), generator=generator), torch.zeros(batch, dtype=torch.long)
         x = torch.randn((batch, *shape), generator=generator)
         label = torch.randint(0, classes, (batch,), generator=generator)
         return x, label

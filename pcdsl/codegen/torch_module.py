@@ -243,13 +243,16 @@ class _ModuleWriter:
             formula = (f"1/2 |{self.plain(self.m.symbols[term.target])} - {self.plain(term.prediction)}|^2"
                        if term.target is not None else self.plain(term.energy))
             w.line(docstring_line(("Energy  E = " if index == 0 else "          + ") + formula))
-        w.line(f"Cost    C = {self.ir.cost.kind}({self.ir.cost.output}, {self.ir.cost.label})")
+        if self.ir.cost is not None:
+            w.line(f"Cost    C = {self.ir.cost.kind}({self.ir.cost.output}, {self.ir.cost.label})")
+        else:
+            w.line(f"No cost: a generative model, the states relax to explain the input {self.ir.input.name}")
         shown = [s for s in self.m.definitions if not s.name.startswith("inter:eps:")]
         if shown:
             w.line("where")
             for symbol in shown:
                 w.line(docstring_line(f"    {self.plain(symbol)} = {self.plain(self.m.definitions[symbol])}"))
-        w.line("Updates (derived from E + beta*C; closed forms are alpha = 1 projected steps, mod-PGD form "
+        w.line(f"Updates (derived from {'E + beta*C' if self.ir.cost is not None else 'E'}; closed forms are alpha = 1 projected steps, mod-PGD form "
                "where it differs):")
         for group_index, group in enumerate(self.m.groups):
             for state in group:
@@ -273,11 +276,12 @@ class _ModuleWriter:
 
     def constants(self) -> None:
         ir, m = self.ir, self.m
-        output = ir.cost.output
+        output = ir.cost.output if ir.cost is not None else None
         groups = ", ".join(_tuple(g) for g in m.groups)
         self.w.line(f"NAME = {literal(ir.name)}")
         self.w.line(f"SOURCE = {literal(self.file_name)}")
         self.w.line(f"SOURCE_SHA256 = {literal(ir.source_sha256)}")
+        self.w.line(f"INPUT = {literal(ir.input.name)}")
         self.w.line(f"INPUT_SHAPE = {tuple(m.shapes[ir.input.name].value)}")
         self.w.line(f"STATES = {_tuple(m.states)}")
         self.w.line("STATE_SHAPES = {")
@@ -285,9 +289,15 @@ class _ModuleWriter:
             for state in m.states:
                 self.w.line(f"{literal(state)}: {tuple(m.shapes[state].value)},")
         self.w.line("}")
-        self.w.line(f"OUTPUT = {literal(output)}")
-        self.w.line(f"NUM_CLASSES = {m.shapes[output].value[0]}")
-        self.w.line(f"COST = {literal(ir.cost.kind)}")
+        if output is None:
+            self.w.line("# a generative model: the input is predicted, there is no output or cost")
+            self.w.line("OUTPUT = None")
+            self.w.line("NUM_CLASSES = None")
+            self.w.line("COST = None")
+        else:
+            self.w.line(f"OUTPUT = {literal(output)}")
+            self.w.line(f"NUM_CLASSES = {m.shapes[output].value[0]}")
+            self.w.line(f"COST = {literal(ir.cost.kind)}")
         self.w.line(f"FEEDFORWARD = {bool(m.feedforward)}")
         self.w.line(f"UPDATE_GROUPS = ({groups}{',' if len(m.groups) == 1 else ''})")
         rules = ", ".join(f"{literal(s)}: {literal(m.rules[s].kind)}" for s in m.states)
@@ -393,6 +403,9 @@ class _ModuleWriter:
             self.w.line()
 
     def cost(self) -> None:
+        if self.ir.cost is None:
+            self.predictions()
+            return
         out, classes = self.ir.cost.output, self.m.shapes[self.ir.cost.output].value[0]
         cost = COSTS[self.ir.cost.kind]
         self.printer.helpers_used.update(cost.helpers)
@@ -407,16 +420,23 @@ class _ModuleWriter:
             self.w.line(f"return {cost.torch_grad('output', classes)}")
         self.w.line()
 
-    def energies(self) -> None:
-        phase = self.plan.energies
-        self.w.line("def energies(self, x, states):")
+    def per_term_method(self, name: str, doc: str, phase) -> None:
+        """def name(self, x, states): one entry per term of `phase`, from the states it reads."""
+        self.w.line(f"def {name}(self, x, states):")
         with self.w.indent():
-            self.w.line('"""Per-term energy, each of shape [B]."""')
+            self.w.line(f'"""{doc}"""')
             self.bind_input()
             self.unpack_states(self.states_read(e for _, e in phase.results))
             self.assigns(phase.body)
             self.results_dict(phase.results)
         self.w.line()
+
+    def predictions(self) -> None:
+        self.per_term_method("predictions", "The prediction of every `~` term at `states`, the input's among them "
+                             "(its reconstruction).", self.plan.predictions)
+
+    def energies(self) -> None:
+        self.per_term_method("energies", "Per-term energy, each of shape [B].", self.plan.energies)
         self.w.line("def energy(self, x, states):")
         with self.w.indent():
             self.w.line('"""Total energy E, shape [B]."""')

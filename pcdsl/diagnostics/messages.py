@@ -74,7 +74,8 @@ DUPLICATE_PREDICTION = _m("E113", "state `{name}` already has a prediction (line
                           "A state may have one `~` prediction; add inputs inside it "
                           "(`a + b`, `add(a, b)`) to join several sources.")
 NOT_A_FREE_STATE = _m("E114", "`{name}` is {role}, not a free state: it cannot be predicted",
-                      "Only `state` and `output` declarations can stand left of `~`.")
+                      "Only `state` and `output` declarations, and the input of a generative model, "
+                      "can stand left of `~`.")
 BAD_COST = _m("E115", "{problem}",
               "The cost must read the output state and the label: `cost KIND(output, label)` with KIND "
               "one of squared_error, cross_entropy.")
@@ -101,6 +102,13 @@ BAD_NUMBER = _m("E122", "`{text}` is not a usable number: {problem}",
                 "Numbers in a model file (and constants computed from them) must be finite and fit a "
                 "float32 model: magnitudes up to 3.4e38, and non-zero values no smaller than 1.2e-38, "
                 "which would otherwise round to zero on the way to the device.")
+GENERATIVE_SUPERVISED = _m("E123", "`{name}` is {role}, but the model is generative: its input `{input}` is predicted",
+                           "A model whose input is predicted from its states (`input x : [...] ~ f(h1)`) "
+                           "is generative: the states relax to explain the clamped data, and the weights "
+                           "learn to predict it. It has no output, cost or label to train towards; a "
+                           "model with both would leave unclear which of the two its training follows. "
+                           "Write a supervised model (an output, a label, a cost, the input unpredicted) "
+                           "or a generative one.")
 
 # -- E2xx: shapes -----------------------------------------------------------------------------
 SHAPE_MISMATCH = _m("E201", "`{name}` is declared {declared} but its prediction has shape {inferred}",
@@ -226,6 +234,14 @@ PRECISION_TABLE_ROWS = _m("E413", "the precision table has {rows} rows; `{name}`
                           "input (row 1) to the output's (the last row), and one column per inference "
                           "sweep. A state's layer is the longest chain of predictions from the input "
                           "to it (`pcdsl check` lists them).")
+GENERATIVE_ALGORITHM = _m("E414", "`{what}` trains a supervised model's cost; `{name}` is generative and "
+                          "trains with `pcil`",
+                          "A generative model has no cost, so there is no gradient of one for EP, "
+                          "backprop or recurrent backprop to estimate, no output for iPC or a clamp to "
+                          "hold, and no layers above an input to schedule precisions over. It trains by "
+                          "inference learning: the states relax with the data clamped (the free phase, "
+                          "`free_steps` iterations), then each weight follows its local prediction error "
+                          "there. Write `pcil()` in the train block.")
 
 # -- E5xx: command-line overrides -------------------------------------------------------------
 BAD_OVERRIDE = _m("E501", "{problem}",

@@ -46,6 +46,10 @@ class TrainConfig(BaseModel):
     precision_table: Optional[list[list[float]]] = Field(None, description="table: one row per layer "
                                                          "(input side first), one column per sweep")
     weight_update: Literal["relaxed", "forward"] = "relaxed"
+    # pcil / ipc: the output held at its prediction minus the cost's gradient (None: the whole
+    # gradient, PCX's clamp) or minus output_nudge times it, the update divided by output_nudge
+    output_nudge: Optional[float] = Field(None, gt=0, description="pcil/ipc: nudge the output by this "
+                                          "fraction of the cost's gradient instead of clamping it")
     # bf16: convolutions and matrix products in bfloat16 (autocast); states, prediction errors,
     # the nudged phases' difference and the optimiser stay float32
     precision: Literal["float32", "bf16"] = "float32"

@@ -139,7 +139,7 @@ class ModelIR(BaseModel):
     sizes: list[Size]
     variables: list[Variable]
     terms: list[Term]
-    cost: Cost
+    cost: Optional[Cost]           # None for a generative model (its input is predicted)
     train: TrainConfig
     train_spans: dict[str, SourceSpan] = Field(default_factory=dict)  # key -> where it was set
     span: SourceSpan
@@ -157,3 +157,9 @@ class ModelIR(BaseModel):
     @property
     def free_states(self) -> list[Variable]:
         return self.by_role("state", "output")
+
+    @property
+    def generative(self) -> bool:
+        """The input is predicted from the states (Rao-Ballard): they explain the data, and the
+        model has no output or cost."""
+        return any(t.target == self.input.name for t in self.terms)

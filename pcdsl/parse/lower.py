@@ -96,7 +96,7 @@ class Lowerer:
                 cost = self._cost(item, cost)
         model_span = to_span(model.meta)
 
-        self._require_structure(str(name_token), variables, cost, model_span)
+        self._require_structure(str(name_token), variables, cost, model_span, predicted)
         config, config_spans = lower_train_block(train, overrides, {v.name for v in variables})
         return ModelIR(name=str(name_token), file=self.file, text=self.text,
                        source_sha256=hashlib.sha256(self.text.encode()).hexdigest(),
@@ -186,7 +186,7 @@ class Lowerer:
             fail(messages.UNKNOWN_NAME, target_token, name=target,
                  hint=did_you_mean(target, self._names("state", "output")))
         role = self.declared[target][0]
-        if role not in ("state", "output"):
+        if role not in ("state", "output", "input"):      # a predicted input: a generative model
             fail(messages.NOT_A_FREE_STATE, target_token, name=target, role=f"the {role}")
         if target in predicted:
             fail(messages.DUPLICATE_PREDICTION, target_token, name=target, line=predicted[target].line)
@@ -221,7 +221,7 @@ class Lowerer:
                      expected=f"the {expected}")
         return Cost(kind=str(kind), output=str(output), label=str(label), span=to_span(item.meta))
 
-    def _require_structure(self, model, variables, cost, span) -> None:
+    def _require_structure(self, model, variables, cost, span, predicted) -> None:
         where = SourceSpan(line=span.line, column=span.column, end_line=span.line, end_column=span.column + 5)
         inputs = [v for v in variables if v.role == "input"]
         if not inputs:
@@ -230,9 +230,20 @@ class Lowerer:
             fail(messages.DUPLICATE_NAME, inputs[1].span, name="input",
                  line=inputs[0].span.line, hint="a model has one clamped input")
         outputs = [v for v in variables if v.role == "output"]
+        if inputs[0].name in predicted:
+            # generative: the states explain the data; nothing supervised may stand beside that
+            supervised = [(v.span, v.name, _a(v.role)) for v in variables if v.role in ("output", "label")]
+            if cost is not None:
+                supervised.append((cost.span, f"cost {cost.kind}", "a cost"))
+            if supervised:
+                span_, name, role = min(supervised, key=lambda s: (s[0].line, s[0].column))
+                fail(messages.GENERATIVE_SUPERVISED, span_, name=name, role=role, input=inputs[0].name)
+            return
         if len(outputs) != 1:
             fail(messages.OUTPUT_COUNT, outputs[1].span if len(outputs) > 1 else where,
-                 model=model, count=len(outputs))
+                 model=model, count=len(outputs),
+                 hint=None if outputs else f"or predict the input (`input {inputs[0].name} : [...] ~ ...`) "
+                 "for a generative model")
         if cost is None:
             fail(messages.MISSING_COST, where, model=model,
                  hint=f"add `cost cross_entropy({outputs[0].name}, <label>)` and a `label` declaration")

@@ -103,7 +103,8 @@ class _Planner:
         return Plan(model=m, forward=forward, energies=self.energies(), state_grads=self.state_grads(),
                     relaxation=self.relaxation(), rest_values=self.rest_values(),
                     relax_step=config.relax_step, relax_momentum=config.relax_momentum, factors=factors,
-                    nudged=nudged, definitions=self.defs)
+                    nudged=nudged, definitions=self.defs,
+                    predictions=self.predictions() if m.ir.generative else None)
 
     def forward(self, extra: frozenset = frozenset()) -> Phase:
         """The feedforward pass; `extra`: argmax positions of its pools it computes as well."""
@@ -122,6 +123,12 @@ class _Planner:
         of its pools."""
         computed = set(self.closure([self.m.term_of(s).prediction for s in self.m.feedforward]))
         return computed | {self.defs.companions[s] for s in computed if s in self.defs.companions}
+
+    def predictions(self) -> Phase:
+        """Every `~` term's prediction of its target (the input's among them): what a generative
+        model reconstructs and samples from."""
+        pairs = [(t.target, t.prediction) for t in self.m.terms if t.target is not None]
+        return Phase(self.assigns(self.closure([p for _, p in pairs])), pairs)
 
     def energies(self) -> Phase:
         exprs = [t.energy for t in self.m.terms]

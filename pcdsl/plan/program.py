@@ -151,3 +151,4 @@ class Plan:
     factors: Factors = None
     nudged: Optional[NudgedPhase] = None   # None: not a PCN (the nudged phase is relax + factors)
     definitions: Optional[Definitions] = None   # the model's intermediates and those the plan adds
+    predictions: Optional[Phase] = None    # generative models: every `~` term's prediction

@@ -15,6 +15,9 @@
 #                  hidden states (optionally precision-weighted, precisions.py), the weight
 #                  gradient of the energy there (or Qi et al.'s forward update)
 #   ipc_updates    incremental PC: the same, with a weight step at every sweep
+#   generative_gradients  inference learning of a generative model (its input predicted):
+#                  the states relax to explain the clamped data (the free phase), then the
+#                  weight gradient of the energy there (Rao & Ballard 1999)
 #   rbp_gradients  recurrent backpropagation (Almeida-Pineda): implicit differentiation at the
 #                  free equilibrium, the exact gradient of the equilibrium's cost for a
 #                  relaxation model, with the memory of one sweep rather than of every iteration
@@ -275,7 +278,8 @@ def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int
 
 
 def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, mod: bool = True,
-                   precisions: Optional[list[dict]] = None, forward_update: bool = False) -> dict:
+                   precisions: Optional[list[dict]] = None, forward_update: bool = False,
+                   free_steps: int | None = None, nudge: Optional[float] = None) -> dict:
     """Predictive-coding inference learning (Whittington & Bogacz 2017; PCX's supervised
     training) on a model whose free phase is the feedforward pass: the output is clamped to the
     target and the hidden states relax towards it, then every weight follows its local error.
@@ -289,46 +293,82 @@ def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, m
     output clamped again after each. The weight gradient is that of the batch-mean energy at the
     relaxed states (the output layer's is then the cost's gradient at its prediction), or with
     `forward_update` Qi et al.'s (_forward_update). Unlike EP's it is not the gradient of the
-    cost: it approaches backprop's only as the errors become small. Same result keys as
-    ep_gradients, and "relaxed": the states the weights learn from."""
+    cost: it approaches backprop's only as the errors become small. With `nudge` (beta > 0) the
+    output holds its prediction minus beta times the cost's gradient, and the update is divided
+    by beta: the errors are then O(beta), and as beta -> 0 (with the states relaxed) the update
+    approaches backprop's gradient of the cost (Whittington & Bogacz 2017), as EP's one-sided
+    estimate does. Same result keys as ep_gradients, and "relaxed": the states the weights
+    learn from. For a generative model (no
+    output) it is generative_gradients (`free_steps`; `steps` and the rest do not apply)."""
+    if model.OUTPUT is None:
+        return generative_gradients(model, x, free_steps=free_steps)
     _require_feedforward(model, "predictive-coding inference learning starts from the feedforward pass", "E406")
     with torch.no_grad():
         free = model(x)
         loss = model.cost(free, label).mean()
-        clamp = _output_clamp(model, x, free, label)
+        clamp = _output_clamp(model, x, free, label, nudge)
         states = clamp(free)
         for t in range(steps):
             states = clamp(_inference_sweep(model, x, states, mod, None if precisions is None else precisions[t]))
         energy, grads = (_forward_update(model, x, free, states) if forward_update
                          else model.param_grads(x, states))
+        if nudge is not None:
+            grads = [g / nudge for g in grads]
     return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "free": free,
             "relaxed": states, "health": Health(torch.isfinite(energy))}
 
 
+def generative_gradients(model, x: torch.Tensor, *, free_steps: int | None = None) -> dict:
+    """Inference learning of a generative model (the input predicted from the states, no
+    output or cost): the states relax with the data clamped (the free phase: `free_steps`
+    iterations from rest, the model's FREE_STEPS unless given), then each weight follows the
+    gradient of the batch-mean energy there. At an exact minimum over the states that is the
+    gradient of the minimised energy, min_h E(h, theta; x) (the envelope theorem): the learning
+    lowers the energy of the data, as expectation-maximisation does. Result keys: "grads",
+    "loss" (the mean reconstruction error, reconstruction_errors), "energy" (the mean energy
+    at the relaxed states), "free" and "relaxed" (those states) and "health" (finite energy)."""
+    with torch.no_grad():
+        states = model(x, free_steps)
+        energy, grads = model.param_grads(x, states)
+        loss = reconstruction_errors(model, x, states).mean()
+    return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "energy": energy,
+            "free": states, "relaxed": states, "health": Health(torch.isfinite(energy))}
+
+
+def reconstruction_errors(model, x: torch.Tensor, states: dict) -> torch.Tensor:
+    """Per-example mean squared error of a generative model's prediction of its input at
+    `states` against the input, shape [B]: the reconstruction error `pcdsl eval` reports."""
+    prediction = model.predictions(x, states)[model.INPUT]
+    return ((prediction - x) ** 2).flatten(1).mean(1)
+
+
 def ipc_updates(model, x: torch.Tensor, label: torch.Tensor, steps: int, update_weights, *, mod: bool = True,
-                precisions: Optional[list[dict]] = None, forward_update: bool = False) -> dict:
+                precisions: Optional[list[dict]] = None, forward_update: bool = False,
+                nudge: Optional[float] = None) -> dict:
     """Incremental predictive coding (Salvatori et al. 2024; PCX's iPC): inference learning in
     which the weights move at every inference sweep, not once after the last. Each sweep t
     takes the energy's weight gradient at the current states and the states' sweep with the
     current weights (both from the same point, as PCX updates states and weights together),
     then calls `update_weights(grads)` (the run's optimiser step). Everything else is
     pcil_gradients': the start at the feedforward pass, the clamp (recomputed after each weight
-    step, since the output's prediction moves with the weights), the sweeps, `precisions` and
-    `forward_update`. Same result keys; "grads" is the last sweep's gradient, "health" whether
+    step, since the output's prediction moves with the weights), the sweeps, `precisions`,
+    `forward_update` and `nudge`. Same result keys; "grads" is the last sweep's gradient, "health" whether
     every step's energy stayed finite."""
     _require_feedforward(model, "incremental predictive coding starts from the feedforward pass", "E406")
     ok = torch.ones((), dtype=torch.bool, device=x.device)
     with torch.no_grad():
         free = model(x)
         loss = model.cost(free, label).mean()
-        states = _output_clamp(model, x, free, label)(free)
+        states = _output_clamp(model, x, free, label, nudge)(free)
         for t in range(steps):
             energy, grads = (_forward_update(model, x, free, states) if forward_update
                              else model.param_grads(x, states))
+            if nudge is not None:
+                grads = [g / nudge for g in grads]
             swept = _inference_sweep(model, x, states, mod, None if precisions is None else precisions[t])
             ok = ok & torch.isfinite(energy)
             update_weights(_in_param_dtypes(model, grads))
-            states = _output_clamp(model, x, swept, label)(swept)
+            states = _output_clamp(model, x, swept, label, nudge)(swept)
     return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "free": free,
             "relaxed": states, "health": Health(ok)}
 
@@ -338,16 +378,17 @@ def _require_feedforward(model, what: str, code: str) -> None:
         raise ValueError(f"{what}; {model.NAME}'s free phase is a relaxation (docs/errors.md, {code})")
 
 
-def _output_clamp(model, x: torch.Tensor, states: dict, label: torch.Tensor):
-    """The clamp of the output to its prediction minus the cost's gradient there, as a function
-    of the states (the prediction is recomputed from them each time)."""
+def _output_clamp(model, x: torch.Tensor, states: dict, label: torch.Tensor, nudge: Optional[float] = None):
+    """The clamp of the output to its prediction minus the cost's gradient there (times `nudge`
+    when given), as a function of the states (the prediction is recomputed from them each time)."""
     out = model.OUTPUT
     # the output's prediction mu = o - (dE/do) / c
     curvature = _output_curvature(model, x, states)
+    scale = 1.0 if nudge is None else nudge
 
     def clamped(current: dict) -> dict:
         prediction = current[out] - model.state_grads(x, current)[out] / curvature
-        return {**current, out: prediction - model.cost_grad(prediction, label) / curvature}
+        return {**current, out: prediction - scale * model.cost_grad(prediction, label) / curvature}
     return clamped
 
 
@@ -497,9 +538,11 @@ class Estimators:
         adjoint_steps = adjoint_steps if adjoint_steps is not None else (config.adjoint_steps if config else None)
         return rbp_gradients(self, x, label, free_steps=free_steps, adjoint_steps=adjoint_steps, check=check)
 
-    def pcil_gradients(self, x, label, steps=None, *, mod=None) -> dict:
+    def pcil_gradients(self, x, label, steps=None, *, mod=None, nudge=None) -> dict:
         """Predictive-coding inference learning's update (see
         pcdsl.runtime.estimators.pcil_gradients); unset arguments from the train block."""
         config = self.train_config
         return pcil_gradients(self, x, label, self._default("steps", steps),
-                              mod=(config.update == "modpgd" if config else True) if mod is None else mod)
+                              mod=(config.update == "modpgd" if config else True) if mod is None else mod,
+                              nudge=nudge if nudge is not None else (config.output_nudge if config else None),
+                              free_steps=config.free_steps if config else None)

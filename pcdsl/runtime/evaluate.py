@@ -2,11 +2,15 @@
 # Evaluation: the free phase only (what the trained network computes at inference), no gradients.
 #
 # For a PCN the free phase is one forward pass; for other energies it is `free_steps` relaxation
-# iterations (None: the model's compiled default), the same free phase that training used.
+# iterations (None: the model's compiled default), the same free phase that training used. A
+# generative model (no output) is scored by its reconstruction error: the mean squared error of
+# its prediction of the input at the states that relaxed to explain it.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
 import torch
+
+from pcdsl.runtime.estimators import reconstruction_errors
 
 
 def correct_counts(logits: torch.Tensor, label: torch.Tensor, num_classes: int) -> tuple[int, int | None]:
@@ -30,18 +34,25 @@ def evaluation_sums(model, split, batch_size: int, *, free_steps: int | None = N
             continue
         x, label = x.to(reference.device, reference.dtype), label.to(reference.device)
         states = model(x, steps=free_steps)
+        if model.OUTPUT is None:
+            errors = reconstruction_errors(model, x, states)
+            sums += torch.tensor([float(errors.sum()), 0, 0, label.shape[0]], dtype=torch.float64)
+            continue
         hits, hits5 = correct_counts(states[model.OUTPUT], label, model.NUM_CLASSES)
         sums += torch.tensor([float(model.cost(states, label).sum()), hits, hits5 or 0, label.shape[0]],
                              dtype=torch.float64)
     return sums
 
 
-def summarise(sums: torch.Tensor, num_classes: int) -> dict:
+def summarise(sums: torch.Tensor, num_classes: int | None) -> dict:
     """{"loss": mean cost per example, "acc": top-1 fraction, "top5": fraction or None} from
-    evaluation_sums (of one process, or added over all)."""
+    evaluation_sums (of one process, or added over all). A generative model (num_classes None):
+    "loss" is the mean reconstruction error, "acc" and "top5" None."""
     cost, top1, top5, examples = sums.tolist()
     if examples == 0:
         raise ValueError("cannot evaluate on an empty split")
+    if num_classes is None:
+        return {"loss": cost / examples, "acc": None, "top5": None}
     return {"loss": cost / examples, "acc": top1 / examples, "top5": top5 / examples if num_classes > 5 else None}
 
 

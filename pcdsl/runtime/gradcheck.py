@@ -1,6 +1,12 @@
 # ---------------------------------------------------------------------------------------------
-# Gradient check: the model's EP estimate (or its recurrent-backprop gradient, algorithm="rbp")
-# against the backprop gradient of the same cost.
+# Gradient check: the model's EP estimate (or its recurrent-backprop gradient, algorithm="rbp";
+# predictive-coding inference learning's update with the output nudged by beta, "pcil") against
+# the backprop gradient of the same cost.
+#
+# A generative model has no cost: its inference-learning update (the energy's weight gradient at
+# the relaxed states) is checked against autograd of the energy at the end of the relaxation,
+# through its iterations, d/dtheta E(h_T(theta); theta). The two agree once the relaxation has
+# converged (dE/dh = 0 there: the envelope theorem).
 #
 # The oracle is autograd through the free phase: d/dtheta of model.cost(model(x), label).mean().
 # For a PCN model(x) is the feedforward pass; for other energies it is the relaxation loop itself,
@@ -19,7 +25,7 @@ import math
 
 import torch
 
-from pcdsl.runtime.estimators import bp_gradients, ep_gradients, rbp_gradients
+from pcdsl.runtime.estimators import bp_gradients, ep_gradients, generative_gradients, pcil_gradients, rbp_gradients
 
 
 def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
@@ -51,20 +57,25 @@ def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: i
     With precision="bf16" the model and x are used in float32 and the oracle in float64.
     algorithm="rbp": implicit differentiation at the free equilibrium instead of EP (beta and
     steps unused), which equals backprop through the relaxation once that has converged."""
-    if algorithm == "rbp" and precision != "float32":
-        raise ValueError("recurrent backprop is checked in float32 or float64 only")
+    if algorithm in ("rbp", "pcil") and precision != "float32":
+        raise ValueError(f"{algorithm} is checked in float32 or float64 only")
     if precision == "bf16":
         oracle_model = copy.deepcopy(model).double()
         model, x_estimate, x_oracle = model.float(), x.float(), x.double()
     else:
         oracle_model, x_estimate, x_oracle = model, x, x
-    if algorithm == "rbp":
+    if model.OUTPUT is None:
+        estimate = generative_gradients(model, x, free_steps=free_steps)
+    elif algorithm == "rbp":
         estimate = rbp_gradients(model, x_estimate, label, free_steps=free_steps, adjoint_steps=adjoint_steps)
+    elif algorithm == "pcil":
+        estimate = pcil_gradients(model, x, label, steps, mod=mod, nudge=beta)
     else:
         estimate = ep_gradients(model, x_estimate, label, beta, steps, scheme=scheme, mod=mod,
                                 synchronous=synchronous, free_steps=free_steps, precision=precision,
                                 perturbation=perturbation)
-    oracle = bp_gradients(oracle_model, x_oracle, label, free_steps=free_steps)
+    oracle = (_relaxed_energy_gradients(model, x, free_steps) if model.OUTPUT is None
+              else bp_gradients(oracle_model, x_oracle, label, free_steps=free_steps))
     same_precision = (bp_gradients(model, x_estimate, label, free_steps=free_steps, precision=precision)["grads"]
                       if precision != "float32" else None)
     rows = []
@@ -80,3 +91,13 @@ def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: i
     if same_precision is not None:
         result["bp_same_precision_min_cosine"] = min(row["bp_same_precision_cosine"] for row in rows)
     return result
+
+
+def _relaxed_energy_gradients(model, x: torch.Tensor, free_steps: int | None) -> dict:
+    """A generative model's oracle: autograd of the batch-mean energy at the end of the free
+    phase, through its iterations."""
+    params = list(model.parameters())
+    with torch.enable_grad():
+        energy = model.energy(x, model(x, free_steps)).mean()
+        grads = torch.autograd.grad(energy, params, allow_unused=True)
+    return {"grads": [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]}

@@ -27,12 +27,13 @@ class CompiledModel(Protocol):
     NAME: str                     # the model's name in the .pc file
     SOURCE: str                   # the .pc file it was compiled from
     SOURCE_SHA256: str
+    INPUT: str                    # the input's name (the key of its prediction in a generative model)
     INPUT_SHAPE: tuple[int, ...]  # per-example input shape
     STATES: tuple[str, ...]       # free states, in declaration order
     STATE_SHAPES: dict[str, tuple[int, ...]]
-    OUTPUT: str                   # the state the cost reads (its values are the logits)
-    NUM_CLASSES: int
-    COST: str                     # "squared_error" | "cross_entropy"
+    OUTPUT: str | None            # the state the cost reads (its values are the logits); None for a
+    NUM_CLASSES: int | None       # generative model (its input predicted), which has no output,
+    COST: str | None              # classes or cost; "squared_error" | "cross_entropy"
     FEEDFORWARD: bool             # True when the free equilibrium is the feedforward pass
     UPDATE_GROUPS: tuple[tuple[str, ...], ...]  # colour groups, in traversal order
     UPDATE_RULES: dict[str, str]  # state -> "closed" (alpha = 1 projected step) | "gradient"
@@ -52,6 +53,10 @@ class CompiledModel(Protocol):
 
     def cost_grad(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """dC/dh_L at the given output state, shape [B, NUM_CLASSES]."""
+
+    # a generative model has, instead of cost and cost_grad:
+    #   predictions(x, states) -> {target: prediction}, every `~` term's prediction (the
+    #   input's is its reconstruction)
 
     def energies(self, x: torch.Tensor, states: States) -> dict[str, torch.Tensor]:
         """Per-term energy, each shape [B] (one entry per `~` term or `energy` statement)."""

@@ -111,7 +111,8 @@ def pcil_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) 
     the config's precision schedule), then the relaxed or the forward weight update."""
     estimate = pcil_gradients(model, x, label, config.steps, mod=config.update == "modpgd",
                               precisions=sweep_precisions(model, config, config.steps),
-                              forward_update=config.weight_update == "forward")
+                              forward_update=config.weight_update == "forward", free_steps=config.free_steps,
+                              nudge=config.output_nudge)
     grads, loss = estimate["grads"], estimate["loss"]
     ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
     return grads, _result(model, estimate, label, ok)
@@ -135,7 +136,7 @@ def ipc_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig, o
 
     estimate = ipc_updates(model, x, label, config.steps, update_weights, mod=config.update == "modpgd",
                            precisions=sweep_precisions(model, config, config.steps),
-                           forward_update=config.weight_update == "forward")
+                           forward_update=config.weight_update == "forward", nudge=config.output_nudge)
     grads, loss = estimate["grads"], estimate["loss"]
     ok = estimate["health"].ok & healthy & torch.isfinite(loss)
     result = _result(model, estimate, label, ok)
@@ -149,6 +150,10 @@ STEPS = {"ep": ep_step, "bp": bp_step, "rbp": rbp_step, "pcil": pcil_step, "ipc"
 
 
 def _result(model, estimate: dict, label: torch.Tensor, ok: torch.Tensor) -> StepResult:
+    if model.OUTPUT is None:      # a generative model: no class scores, nothing to count
+        loss = estimate["loss"].detach()
+        return StepResult(loss, loss.new_zeros((label.shape[0], 0)), ok,
+                          torch.zeros((), dtype=torch.long, device=loss.device))
     logits = estimate["free"][model.OUTPUT].detach()
     return StepResult(estimate["loss"].detach(), logits, ok, (logits.argmax(dim=1) == label).sum())
 
@@ -266,7 +271,7 @@ class TrainStep:
         for parameter in self.model.parameters():
             parameter.grad = torch.zeros_like(parameter)
         zero = torch.zeros((), device=reference.device, dtype=reference.dtype)
-        return StepResult(zero, torch.zeros(0, self.model.NUM_CLASSES, device=reference.device),
+        return StepResult(zero, torch.zeros(0, self.model.NUM_CLASSES or 0, device=reference.device),
                           torch.ones((), dtype=torch.bool, device=reference.device),
                           torch.zeros((), dtype=torch.long, device=reference.device))
 

@@ -135,7 +135,7 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
 
 
 def _check_fit(model, data: "DataSplits") -> None:
-    if data.num_classes > model.NUM_CLASSES:   # fewer is fine: some outputs go unused
+    if model.NUM_CLASSES is not None and data.num_classes > model.NUM_CLASSES:   # fewer is fine: some outputs go unused
         raise RunError(f"the data set has {data.num_classes} classes but the model "
                        f"{model.NAME!r} outputs {model.NUM_CLASSES}")
     if len(data.train) == 0 or len(data.test) == 0:
@@ -407,6 +407,9 @@ def _prune_checkpoints(run: "RunDir", epoch: int, keep: int) -> None:
 
 
 def _epoch_summary(record: dict, last_epoch: int) -> str:
+    if record["test_acc"] is None:        # a generative model: its losses are reconstruction errors
+        return (f"epoch {record['epoch']}/{last_epoch}  train reconstruction error {record['train_loss']:.5f}  "
+                f"test {record['test_loss']:.5f}  lr {record['lr']:.3g}  {record['seconds']:.3g} s")
     text = (f"epoch {record['epoch']}/{last_epoch}  train loss {record['train_loss']:.4f} "
             f"acc {100 * record['train_acc']:.2f}%  test loss {record['test_loss']:.4f} "
             f"acc {100 * record['test_acc']:.2f}%")
@@ -597,7 +600,9 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     what = {"ep": f"EP ({config.scheme}, beta {config.beta:g}, {config.steps} steps, {config.update}, "
                   f"{config.traversal})",
             "bp": "backprop",
-            "pcil": f"predictive-coding inference learning ({_inference_text(config)})",
+            "pcil": f"predictive-coding inference learning ({_inference_text(config)})" if model.OUTPUT is not None
+                    else f"generative inference learning (the data clamped, {config.free_steps or model.FREE_STEPS} "
+                         "relaxation steps, then the weight update)",
             "ipc": f"incremental predictive coding ({_inference_text(config)}, a weight step per sweep)",
             "rbp": f"recurrent backprop (implicit differentiation, "
                    f"{config.adjoint_steps or config.free_steps or model.FREE_STEPS} adjoint steps)"}[config.algorithm]
@@ -672,7 +677,8 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                                                        batches_per_epoch)) from None
                 record = {"epoch": epoch, "step": schedule.steps_taken, "algorithm": config.algorithm,
                           **({"scheme": config.scheme} if config.algorithm == "ep" else {}),
-                          "train_loss": record["train_loss"], "train_acc": record["train_acc"],
+                          "train_loss": record["train_loss"],
+                          "train_acc": record["train_acc"] if model.OUTPUT is not None else None,
                           "test_loss": test["loss"], "test_acc": test["acc"],
                           **({"test_top5": test["top5"]} if test["top5"] is not None else {}),
                           "lr": record["lr"], "seconds": time.perf_counter() - started,
@@ -745,19 +751,24 @@ def _os_error_text(error: OSError) -> str:
     return f"{error.strerror or error}{where}"
 
 
-def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits | None" = None,
-                 batch_size: int | None = None, limit: int | None = None,
-                 workers: int | None = None, device: str | torch.device | None = None,
-                 source: str | None = None, skip_unreadable: bool = False) -> dict:
-    """Evaluate a run directory (its last.pt) or one checkpoint file of a run on a test split.
+@dataclass
+class LoadedRun:
+    """A run's model with the weights of one of its checkpoints."""
+    model: torch.nn.Module
+    checkpoint: dict
+    checkpoint_path: Path
+    config: TrainConfig
+    run: RunDir
+    source: str
+    regenerated: bool        # the module was regenerated from the run's model file
 
-    The module is regenerated from the run's `.pc` text and `--set` items (recorded in the
-    checkpoint; older checkpoints: the run folder's .pc and config.json) by the installed
+
+def load_run(path: Path, *, device: str | torch.device | None = None, source: str | None = None) -> LoadedRun:
+    """The model of a run folder (its last.pt) or of one checkpoint file of a run, with its
+    weights. The module is regenerated from the run's `.pc` text and `--set` items (recorded in
+    the checkpoint; older checkpoints: the run folder's .pc and config.json) by the installed
     compiler: nothing from the run folder or the checkpoint is executed (docs/architecture.md,
-    "Trust"). `source`: the module to evaluate with instead, for a run of a hand-written module.
-    The data defaults to the spec recorded in the run's config.json (or pass `data_spec`, or
-    already-loaded `data`); `limit`: evaluate on that many test examples only; `skip_unreadable`:
-    leave out test images that cannot be read (counted in the result's "skipped")."""
+    "Trust"). `source`: the module to load instead, for a run of a hand-written module."""
     path = Path(path)
     if path.is_dir():
         run = RunDir(path)
@@ -778,30 +789,73 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
         load_weights(model, checkpoint, checkpoint_path)
     except CheckpointError as error:
         made = "the installed pcdsl regenerates from the run's model file" if regenerated else "the given source"
-        raise RunError(f"cannot evaluate {checkpoint_path}: the module {made} (sha256 "
+        raise RunError(f"cannot load {checkpoint_path}: the module {made} (sha256 "
                        f"{source_sha256(source)[:12]}) does not fit the weights of the module it was trained "
                        f"with (sha256 {checkpoint['source_sha256'][:12]}): {error}") from None
     model.to(_pick_device(device))
+    return LoadedRun(model, checkpoint, checkpoint_path, config, run, source, regenerated)
+
+
+def run_data(loaded: LoadedRun, data_spec: str | None = None, *, limit_train: int | None = None,
+             limit_test: int | None = None, workers: int | None = None,
+             skip_unreadable: bool = False) -> "DataSplits":
+    """The data a run was trained on (the spec its checkpoint recorded), or `data_spec`,
+    without augmentation."""
+    spec = data_spec if data_spec is not None else loaded.checkpoint.get("data", {}).get("spec")
+    if spec is None:
+        raise RunError(f"{loaded.run.root} did not record which data it was trained on; pass a data spec")
+    from pcdsl.data import load_data_for   # here: only evaluating from a spec needs the data
+    return load_data_for(spec, tuple(loaded.model.INPUT_SHAPE), loaded.config, augment=False,
+                         limit_train=limit_train, limit_test=limit_test, workers=workers,
+                         skip_unreadable=skip_unreadable)
+
+
+def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits | None" = None,
+                 batch_size: int | None = None, limit: int | None = None,
+                 workers: int | None = None, device: str | torch.device | None = None,
+                 source: str | None = None, skip_unreadable: bool = False) -> dict:
+    """Evaluate a run directory (its last.pt) or one checkpoint file of a run on a test split.
+
+    The module is regenerated from the run's `.pc` text and `--set` items (recorded in the
+    checkpoint; older checkpoints: the run folder's .pc and config.json) by the installed
+    compiler: nothing from the run folder or the checkpoint is executed (docs/architecture.md,
+    "Trust"). `source`: the module to evaluate with instead, for a run of a hand-written module.
+    The data defaults to the spec recorded in the run's config.json (or pass `data_spec`, or
+    already-loaded `data`); `limit`: evaluate on that many test examples only; `skip_unreadable`:
+    leave out test images that cannot be read (counted in the result's "skipped")."""
+    loaded = load_run(path, device=device, source=source)
+    model, checkpoint, checkpoint_path, config = loaded.model, loaded.checkpoint, loaded.checkpoint_path, loaded.config
     if data is None:
-        spec = data_spec if data_spec is not None else checkpoint.get("data", {}).get("spec")
-        if spec is None:
-            raise RunError(f"{run.root} did not record which data it was trained on; pass a data spec")
-        from pcdsl.data import load_data_for   # here: only evaluating from a spec needs the data
-        data = load_data_for(spec, tuple(model.INPUT_SHAPE), config, augment=False,
-                             limit_test=limit, workers=workers, skip_unreadable=skip_unreadable)
-    if data.num_classes > model.NUM_CLASSES:
+        data = run_data(loaded, data_spec, limit_test=limit, workers=workers, skip_unreadable=skip_unreadable)
+    if model.NUM_CLASSES is not None and data.num_classes > model.NUM_CLASSES:
         raise RunError(f"the data set has {data.num_classes} classes but the model outputs "
                        f"{model.NUM_CLASSES}")
     sums = evaluation_sums(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps)
     if not sums[3]:
         raise RunError(f"no test image of {data.description} could be read")
     result = summarise(sums, model.NUM_CLASSES)
+    if model.OUTPUT is None:      # a generative model: the mean squared error of its reconstructions
+        result = {"reconstruction_error": result["loss"],
+                  "top_down_error": _top_down_error(model, data.test, batch_size or config.eval_batch,
+                                                    config.free_steps)}
     return {**result, "epoch": checkpoint["epoch"], "checkpoint": str(checkpoint_path),
             "data": data.description, "examples": int(sums[3]),
             **({"skipped": len(data.test) - int(sums[3])} if len(data.test) != int(sums[3]) else {}),
-            "same_module": source_sha256(source) == checkpoint["source_sha256"],
+            "same_module": source_sha256(loaded.source) == checkpoint["source_sha256"],
             # a checkpoint from inside an epoch: where in the next epoch its weights are
             **({"inside_epoch": checkpoint["position"]} if checkpoint.get("position") else {})}
+
+
+def _top_down_error(model, split, batch_size: int, free_steps: int | None) -> float:
+    """A generative model's mean squared error of the data decoded from its top states alone."""
+    from pcdsl.runtime.generate import top_down_errors
+    reference = next(model.parameters())
+    total, count = 0.0, 0
+    for x, _ in split.batches(batch_size, shuffle=False):
+        if x.shape[0]:
+            total += float(top_down_errors(model, x.to(reference.device, reference.dtype), free_steps).sum())
+            count += x.shape[0]
+    return total / max(count, 1)
 
 
 def _regenerated_source(run: RunDir, checkpoint: dict, checkpoint_path: Path) -> str:
@@ -842,4 +896,4 @@ def _run_folder_pc(run: RunDir, checkpoint_path: Path) -> tuple[str, str, list]:
 
 
 __all__ = ["RunError", "TrainingInterrupted", "CheckpointError", "RunDir", "build_model",
-           "weights_sha256", "train", "evaluate_run"]
+           "weights_sha256", "train", "evaluate_run", "load_run", "run_data", "LoadedRun"]

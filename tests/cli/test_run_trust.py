@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from pcdsl.cli.main import main
+from helpers import run_cli
 from pcdsl.runtime.checkpoint import load_checkpoint, save_checkpoint
 
 SIZED = """model sized {
@@ -32,10 +31,7 @@ train {
 """
 
 
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
+run = run_cli
 
 
 @pytest.fixture(scope="module")

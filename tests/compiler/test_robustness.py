@@ -92,11 +92,14 @@ def _runs(compiled) -> None:
     from pcdsl.runtime.loading import load_model_class
     model = load_model_class(compiled.source, module_name="pcdsl_fuzzed")()
     x = torch.rand((2, *model.INPUT_SHAPE))
-    label = torch.randint(0, model.NUM_CLASSES, (2,))
+    generative = model.OUTPUT is None          # no label, cost or nudge; predictions instead
+    label = None if generative else torch.randint(0, model.NUM_CLASSES, (2,))
     with torch.no_grad():
         free = model(x, 2)
         model.energies(x, free)
-        model.relax(x, free, label, 0.1, 1)
+        model.relax(x, free, label, 0.0 if generative else 0.1, 1)
+        if generative:
+            assert model.predictions(x, free)[model.INPUT].shape == x.shape
 
 
 # -- random terms in a valid scaffold ---------------------------------------------------------

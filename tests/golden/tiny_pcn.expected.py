@@ -55,6 +55,7 @@ class Model(torch.nn.Module):
     NAME = "tiny_pcn"
     SOURCE = "tiny_pcn.pc"
     SOURCE_SHA256 = "48724cf038457285f105d478640cce0fc928b35e43a9d5ecf82999b834de8d60"
+    INPUT = "x"
     INPUT_SHAPE = (1, 8, 8)
     STATES = ("h1", "h2", "o")
     STATE_SHAPES = {

@@ -3,6 +3,8 @@
 # models of tests/models/ and the examples. Each file's `# gradcheck: beta=B steps=K
 # [free_steps=N]` line gives a beta small enough and iterations enough for EP to agree with
 # backprop; the shipped models (whose headers are for users) are listed here, VGG10 at S=32.
+# A generative model (its input predicted; no cost, so no EP) says `# gradcheck: generative
+# free_steps=N`: relaxations long enough for its update to match autograd of the relaxed energy.
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
@@ -39,15 +41,24 @@ SHIPPED = [
 ]
 
 
-def _from_header(path: Path) -> Entry:
+def _header(path: Path) -> list[str]:
     found = _SETTINGS.search(path.read_text(encoding="utf-8"))
     if found is None:
         raise ValueError(f"{path} has no `# gradcheck: beta=... steps=...` line")
-    values = dict(item.split("=") for item in found.group(1).split())
+    return found.group(1).split()
+
+
+def _from_header(path: Path) -> Entry:
+    values = dict(item.split("=") for item in _header(path) if "=" in item)
+    if "generative" in _header(path):
+        return Entry(path, 0.0, 0, int(values["free_steps"]))
     return Entry(path, float(values["beta"]), int(values["steps"]),
                  int(values["free_steps"]) if "free_steps" in values else None)
 
 
-LANGUAGE = [_from_header(p) for p in sorted((ROOT / "tests" / "models").glob("*.pc"))]
-EXAMPLES = [_from_header(p) for p in sorted((ROOT / "examples").glob("*.pc"))]
+_FILES = sorted((ROOT / "tests" / "models").glob("*.pc")) + sorted((ROOT / "examples").glob("*.pc"))
+# supervised models (EP's oracle: backprop of the cost) and generative ones
+GENERATIVE = [_from_header(p) for p in _FILES if "generative" in _header(p)]
+LANGUAGE = [_from_header(p) for p in sorted((ROOT / "tests" / "models").glob("*.pc")) if "generative" not in _header(p)]
+EXAMPLES = [_from_header(p) for p in sorted((ROOT / "examples").glob("*.pc")) if "generative" not in _header(p)]
 ALL = SHIPPED + LANGUAGE + EXAMPLES

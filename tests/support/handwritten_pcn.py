@@ -62,6 +62,7 @@ class Model(torch.nn.Module):
         self.sizes = tuple(int(n) for n in sizes)
         self.layers = len(self.sizes) - 1
         self.COST = cost
+        self.INPUT = "x"
         self.INPUT_SHAPE = (self.sizes[0],)
         self.STATES = tuple(f"h{k}" for k in range(1, self.layers + 1))
         self.OUTPUT = self.STATES[-1]
