@@ -13,7 +13,7 @@ from typing import Optional
 
 import sympy as sp
 
-from ..diagnostics import PcdslError, messages
+from ..diagnostics import did_you_mean, PcdslError, messages
 from ..ir.model import ModelIR, Term
 from ..ops import AvgPool, CostGrad, Interval, MaxPool, Shape, TensorOp, Total, WeightedOp
 from ..parse.spans import diag_span
@@ -154,6 +154,7 @@ def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str, terms
     span = ir.train_spans.get("algorithm")
     where = diag_span(span) if span else None
     hint = None if span else f"the value came from the command line (--algorithm {algorithm} or --set algorithm={algorithm})"
+    _check_label_state(ir, terms)
     if ir.generative:
         _check_generative_algorithm(ir)
         return
@@ -187,6 +188,28 @@ def _check_algorithm(ir: ModelIR, order: Optional[list[str]], reason: str, terms
     if config.precision_table is not None and len(config.precision_table) != layers:
         raise PcdslError(messages.PRECISION_TABLE_ROWS, _setting_span(ir, "precision_table"),
                          rows=len(config.precision_table), name=ir.name, layers=layers)
+
+
+def _check_label_state(ir: ModelIR, terms: list[TermInfo]) -> None:
+    """Generative classification: the clamped label's state is a top state of a generative model."""
+    state = ir.train.label_state
+    if state is None:
+        return
+    where = _setting_span(ir, "label_state")
+    states = [v.name for v in ir.free_states]
+    problem, hint = None, None
+    if not ir.generative:
+        problem = (f"a label state is for generative models; `{ir.name}` is supervised (its output "
+                   f"`{ir.cost.output}` is trained towards the label)")
+    elif state not in states:
+        problem, hint = f"`{state}` is not a state of `{ir.name}`", did_you_mean(state, states)
+    elif any(t.target == state for t in terms):
+        problem = f"`{state}` is predicted (`{state} ~ ...`); the clamped label must be a top state, predicted by nothing"
+    elif len(ir.variable(state).shape) != 1:
+        problem = f"`{state}` must be a vector, one entry per class"
+    if problem:
+        raise PcdslError(messages.GENERATIVE_LABEL, where, state=state, problem=problem,
+                         hint=hint or (None if where else "the value came from the command line (--set label_state=...)"))
 
 
 def _check_generative_algorithm(ir: ModelIR) -> None:

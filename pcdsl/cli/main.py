@@ -345,7 +345,8 @@ def eval_command(path, data_spec, limit, skip_bad_images, as_json):
 def sample(path, output, count, columns, seed, fit_examples, reconstructions, data_spec):
     """Generate images from a trained generative model (a run folder or a checkpoint file):
     top states drawn from a Gaussian fitted to those the model infers for training data, the
-    rest predicted top-down (docs/language.md, generative models)."""
+    rest predicted top-down (docs/language.md, generative models). A generative classifier
+    (`pcil(label=...)`) gives one row of --columns samples per class instead of --count."""
     import torch
     from ..runtime import generate
     from ..runtime.trainer import load_run, run_data
@@ -358,14 +359,23 @@ def sample(path, output, count, columns, seed, fit_examples, reconstructions, da
     generate.require_generative(model)
     generate.as_images(torch.zeros((1, *model.INPUT_SHAPE)), tuple(model.INPUT_SHAPE))   # images at all?
     data = run_data(loaded, data_spec, limit_train=fit_examples, limit_test=columns * 4)
-    batches = (x for x, _ in data.train.batches(config.eval_batch, shuffle=False))
-    fitted = generate.fit_top_distribution(model, batches, config.free_steps)
+    batches = data.train.batches(config.eval_batch, shuffle=False)
+    fitted = generate.fit_top_distribution(model, batches, config.free_steps, config.label_state)
     generator = torch.Generator().manual_seed(seed)
-    samples = generate.sample(model, fitted, count, generator)
+    clamped, drawn = None, f"top states {', '.join(fitted)}"
+    if config.label_state:      # generative classification: a row of samples per class
+        classes = model.STATE_SHAPES[config.label_state][0]
+        count, columns_per_class = classes * columns, columns
+        label = torch.arange(classes).repeat_interleave(columns_per_class)
+        clamped = {config.label_state: torch.nn.functional.one_hot(label, classes).to(next(model.parameters()))}
+        drawn = (f"one row per class ({config.label_state} clamped to its one-hot code)"
+                 + (f", top states {', '.join(fitted)}" if fitted else ""))
+    samples = generate.sample(model, fitted, count, generator, clamped)
     images = generate.as_images(samples, tuple(model.INPUT_SHAPE), config.mean, config.std)
     _write_bytes(Path(output), generate.image_grid(images, columns))
-    click.echo(f"wrote {output} ({count} samples; top states {', '.join(fitted)} fitted to "
-               f"{min(fit_examples, len(data.train))} training examples)", err=True)
+    click.echo(f"wrote {output} ({count} samples; {drawn}"
+               + (f" fitted to {min(fit_examples, len(data.train))} training examples" if fitted else "") + ")",
+               err=True)
     if reconstructions:
         reference = next(model.parameters())
         x = next(iter(data.test.batches(columns * 4, shuffle=False)))[0].to(reference.device, reference.dtype)

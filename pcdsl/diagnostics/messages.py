@@ -242,6 +242,14 @@ GENERATIVE_ALGORITHM = _m("E414", "`{what}` trains a supervised model's cost; `{
                           "inference learning: the states relax with the data clamped (the free phase, "
                           "`free_steps` iterations), then each weight follows its local prediction error "
                           "there. Write `pcil()` in the train block.")
+GENERATIVE_LABEL = _m("E415", "`label={state}`: {problem}",
+                      "Generative classification clamps a top state of a generative model to the "
+                      "one-hot label while the states relax to explain the image, so that the "
+                      "weights learn to generate each class from its code; a test image's class is "
+                      "the one whose clamp leaves the lowest energy. The state must be a free "
+                      "state of a generative model, a vector with one entry per class, and predicted "
+                      "by nothing (the top of the hierarchy: a predicted state would be pulled "
+                      "towards its prediction and the label at once).")
 
 # -- E5xx: command-line overrides -------------------------------------------------------------
 BAD_OVERRIDE = _m("E501", "{problem}",

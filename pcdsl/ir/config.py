@@ -46,6 +46,10 @@ class TrainConfig(BaseModel):
     precision_table: Optional[list[list[float]]] = Field(None, description="table: one row per layer "
                                                          "(input side first), one column per sweep")
     weight_update: Literal["relaxed", "forward"] = "relaxed"
+    # pcil on a generative model: the top state held at the one-hot label during inference
+    # (generative classification: a test example's class is the one whose clamp explains it best)
+    label_state: Optional[str] = Field(None, description="pcil, generative models: the top state "
+                                       "clamped to the one-hot label")
     # pcil / ipc: the output held at its prediction minus the cost's gradient (None: the whole
     # gradient, PCX's clamp) or minus output_nudge times it, the update divided by output_nudge
     output_nudge: Optional[float] = Field(None, gt=0, description="pcil/ipc: nudge the output by this "

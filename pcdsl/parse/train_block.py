@@ -27,7 +27,7 @@ CALL_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "bp": ({"algorithm": "bp"}, {}),
     "rbp": ({"algorithm": "rbp"}, {"free_steps": "free_steps", "adjoint_steps": "adjoint_steps"}),
     "pcil": ({"algorithm": "pcil"}, {"steps": "steps", "update": "update", "free_steps": "free_steps",
-                                     "nudge": "output_nudge"}),
+                                     "nudge": "output_nudge", "label": "label_state"}),
     "ipc": ({"algorithm": "ipc"}, {"steps": "steps", "update": "update", "nudge": "output_nudge"}),
     "spiking": ({"inference_precision": "spiking"}, {"alpha": "precision_alpha"}),
     "decaying": ({"inference_precision": "decaying"}, {"alpha": "precision_alpha", "rate": "precision_decay"}),

@@ -279,7 +279,8 @@ def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int
 
 def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, mod: bool = True,
                    precisions: Optional[list[dict]] = None, forward_update: bool = False,
-                   free_steps: int | None = None, nudge: Optional[float] = None) -> dict:
+                   free_steps: int | None = None, nudge: Optional[float] = None,
+                   label_state: str | None = None) -> dict:
     """Predictive-coding inference learning (Whittington & Bogacz 2017; PCX's supervised
     training) on a model whose free phase is the feedforward pass: the output is clamped to the
     target and the hidden states relax towards it, then every weight follows its local error.
@@ -299,9 +300,10 @@ def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, m
     approaches backprop's gradient of the cost (Whittington & Bogacz 2017), as EP's one-sided
     estimate does. Same result keys as ep_gradients, and "relaxed": the states the weights
     learn from. For a generative model (no
-    output) it is generative_gradients (`free_steps`; `steps` and the rest do not apply)."""
+    output) it is generative_gradients (`free_steps`, `label_state`; `steps` and the rest do not
+    apply)."""
     if model.OUTPUT is None:
-        return generative_gradients(model, x, free_steps=free_steps)
+        return generative_gradients(model, x, free_steps=free_steps, label=label, label_state=label_state)
     _require_feedforward(model, "predictive-coding inference learning starts from the feedforward pass", "E406")
     with torch.no_grad():
         free = model(x)
@@ -318,21 +320,43 @@ def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, m
             "relaxed": states, "health": Health(torch.isfinite(energy))}
 
 
-def generative_gradients(model, x: torch.Tensor, *, free_steps: int | None = None) -> dict:
+def generative_gradients(model, x: torch.Tensor, *, free_steps: int | None = None, label: torch.Tensor | None = None,
+                         label_state: str | None = None) -> dict:
     """Inference learning of a generative model (the input predicted from the states, no
     output or cost): the states relax with the data clamped (the free phase: `free_steps`
     iterations from rest, the model's FREE_STEPS unless given), then each weight follows the
     gradient of the batch-mean energy there. At an exact minimum over the states that is the
     gradient of the minimised energy, min_h E(h, theta; x) (the envelope theorem): the learning
-    lowers the energy of the data, as expectation-maximisation does. Result keys: "grads",
-    "loss" (the mean reconstruction error, reconstruction_errors), "energy" (the mean energy
-    at the relaxed states), "free" and "relaxed" (those states) and "health" (finite energy)."""
+    lowers the energy of the data, as expectation-maximisation does. With `label_state`
+    (generative classification) that state is held at the one-hot `label` throughout the
+    relaxation (clamped_free_phase). Result keys: "grads", "loss" (the mean reconstruction
+    error, reconstruction_errors), "energy" (the mean energy at the relaxed states), "free" and
+    "relaxed" (those states) and "health" (finite energy)."""
     with torch.no_grad():
-        states = model(x, free_steps)
+        if label_state is None:
+            states = model(x, free_steps)
+        else:
+            states = clamped_free_phase(model, x, label_state, one_hot(model, label_state, label, x), free_steps)
         energy, grads = model.param_grads(x, states)
         loss = reconstruction_errors(model, x, states).mean()
     return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "energy": energy,
             "free": states, "relaxed": states, "health": Health(torch.isfinite(energy))}
+
+
+def one_hot(model, state: str, label: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The value a label state is clamped to: one-hot `label` over the state's entries."""
+    return torch.nn.functional.one_hot(label, model.STATE_SHAPES[state][0]).to(x.dtype)
+
+
+def clamped_free_phase(model, x: torch.Tensor, state: str, value: torch.Tensor, steps: int | None = None) -> dict:
+    """The free phase with `state` held at `value`: `steps` (None: FREE_STEPS) synchronous
+    sweeps of the relaxation from rest, each reading the clamped value (a synchronous sweep
+    reads only the old states, so resetting the state after each is an exact clamp; a
+    momentum relaxation's velocity restarts at every sweep)."""
+    states = {**model.initial_states(x), state: value}
+    for _ in range(model.FREE_STEPS if steps is None else steps):
+        states = {**model.relax(x, states, None, 0.0, 1, synchronous=True), state: value}
+    return states
 
 
 def reconstruction_errors(model, x: torch.Tensor, states: dict) -> torch.Tensor:

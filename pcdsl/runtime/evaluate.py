@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from pcdsl.runtime.estimators import reconstruction_errors
+from pcdsl.runtime.estimators import clamped_free_phase, one_hot, reconstruction_errors
 
 
 def correct_counts(logits: torch.Tensor, label: torch.Tensor, num_classes: int) -> tuple[int, int | None]:
@@ -24,20 +24,31 @@ def correct_counts(logits: torch.Tensor, label: torch.Tensor, num_classes: int) 
 
 @torch.no_grad()
 def evaluation_sums(model, split, batch_size: int, *, free_steps: int | None = None,
-                    shard: tuple[int, int] | None = None) -> torch.Tensor:
+                    shard: tuple[int, int] | None = None, label_state: str | None = None) -> torch.Tensor:
     """float64 [summed cost, top-1 hits, top-5 hits, examples] over `split` (or this process's
-    `shard` of each batch, see Split.batches): sums, so that shards add up."""
+    `shard` of each batch, see Split.batches): sums, so that shards add up. A generative model
+    sums reconstruction errors; with `label_state` (generative classification) its hits are
+    those of the class with the lowest clamped energy, and the reconstruction that class's."""
     reference = next(model.parameters())
     sums = torch.zeros(4, dtype=torch.float64)
     for x, label in split.batches(batch_size, shuffle=False, shard=shard):
         if not label.shape[0]:
             continue
         x, label = x.to(reference.device, reference.dtype), label.to(reference.device)
-        states = model(x, steps=free_steps)
         if model.OUTPUT is None:
+            hits, hits5 = 0, 0
+            if label_state is None:
+                states = model(x, steps=free_steps)
+            else:
+                from pcdsl.runtime.generate import class_energies
+                energies = class_energies(model, x, label_state, free_steps)
+                hits, hits5 = correct_counts(-energies, label, energies.shape[1])
+                chosen = one_hot(model, label_state, energies.argmin(1), x)
+                states = clamped_free_phase(model, x, label_state, chosen, free_steps)
             errors = reconstruction_errors(model, x, states)
-            sums += torch.tensor([float(errors.sum()), 0, 0, label.shape[0]], dtype=torch.float64)
+            sums += torch.tensor([float(errors.sum()), hits, hits5 or 0, label.shape[0]], dtype=torch.float64)
             continue
+        states = model(x, steps=free_steps)
         hits, hits5 = correct_counts(states[model.OUTPUT], label, model.NUM_CLASSES)
         sums += torch.tensor([float(model.cost(states, label).sum()), hits, hits5 or 0, label.shape[0]],
                              dtype=torch.float64)

@@ -9,6 +9,12 @@
 # (full covariance up to MAX_FULL_COVARIANCE dimensions, per-dimension beyond), new top states
 # are drawn from it, and every other state and the input take their predictions from the
 # states above (the ancestral pass, top-down through the `~` terms).
+#
+# Generative classification (`pcil(label=c)`): training holds the top state c at the one-hot
+# label while the other states explain the image. A test image's class is the one whose clamp
+# leaves the lowest relaxed energy (the most probable class under the model, with equal priors),
+# one clamped relaxation per class; a class's samples decode its one-hot code (with the other
+# top states, if any, drawn as above).
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from pathlib import Path
 import torch
 
 from pcdsl.files import atomic_write
+from pcdsl.runtime.estimators import clamped_free_phase, one_hot
 
 MAX_FULL_COVARIANCE = 1024
 
@@ -75,14 +82,33 @@ def infer(model, x: torch.Tensor, free_steps: int | None = None) -> dict:
 
 
 @torch.no_grad()
-def fit_top_distribution(model, batches, free_steps: int | None = None) -> dict:
-    """A Gaussian per top state, fitted to its inferred values over `batches` of data: name ->
-    (mean, scale), where scale is the Cholesky factor of the covariance (or the standard
-    deviations, beyond MAX_FULL_COVARIANCE dimensions)."""
-    values: dict[str, list[torch.Tensor]] = {name: [] for name in top_states(model)}
+def class_energies(model, x: torch.Tensor, label_state: str, free_steps: int | None = None) -> torch.Tensor:
+    """Generative classification: per example and class, the energy left after the free phase
+    with `label_state` clamped to that class's one-hot code, shape [B, classes]; the class is
+    the argmin."""
+    energies = []
+    for k in range(model.STATE_SHAPES[label_state][0]):
+        label = torch.full((x.shape[0],), k, dtype=torch.long, device=x.device)
+        states = clamped_free_phase(model, x, label_state, one_hot(model, label_state, label, x), free_steps)
+        energies.append(model.energy(x, states))
+    return torch.stack(energies, 1)
+
+
+@torch.no_grad()
+def fit_top_distribution(model, batches, free_steps: int | None = None, label_state: str | None = None) -> dict:
+    """A Gaussian per top state, fitted to its inferred values over `batches` of data (of
+    (x, label) pairs): name -> (mean, scale), where scale is the Cholesky factor of the
+    covariance (or the standard deviations, beyond MAX_FULL_COVARIANCE dimensions). With
+    `label_state`, inference clamps it to each example's label and it gets no Gaussian."""
+    values: dict[str, list[torch.Tensor]] = {name: [] for name in top_states(model) if name != label_state}
     reference = next(model.parameters())
-    for x in batches:
-        states = infer(model, x.to(reference.device, reference.dtype), free_steps)
+    for x, label in batches:
+        x = x.to(reference.device, reference.dtype)
+        if label_state is None:
+            states = infer(model, x, free_steps)
+        else:
+            value = one_hot(model, label_state, label.to(reference.device), x)
+            states = clamped_free_phase(model, x, label_state, value, free_steps)
         for name in values:
             values[name].append(states[name].flatten(1))
     fitted = {}
@@ -104,10 +130,12 @@ def fit_top_distribution(model, batches, free_steps: int | None = None) -> dict:
 
 
 @torch.no_grad()
-def sample(model, fitted: dict, count: int, generator: torch.Generator) -> torch.Tensor:
-    """`count` inputs generated from top states drawn from `fitted` (fit_top_distribution)."""
+def sample(model, fitted: dict, count: int, generator: torch.Generator,
+           clamped: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """`count` inputs generated from top states drawn from `fitted` (fit_top_distribution),
+    and those of `clamped` as given ([count, ...] each: a label state's one-hot codes)."""
     reference = next(model.parameters())
-    top = {}
+    top = dict(clamped or {})
     for name, (mean, scale) in fitted.items():
         noise = torch.randn((count, mean.shape[0]), generator=generator, dtype=torch.float64)
         drawn = mean + (noise @ scale.T if scale.dim() == 2 else noise * scale)

@@ -112,7 +112,7 @@ def pcil_step(model, x: torch.Tensor, label: torch.Tensor, config: TrainConfig) 
     estimate = pcil_gradients(model, x, label, config.steps, mod=config.update == "modpgd",
                               precisions=sweep_precisions(model, config, config.steps),
                               forward_update=config.weight_update == "forward", free_steps=config.free_steps,
-                              nudge=config.output_nudge)
+                              nudge=config.output_nudge, label_state=config.label_state)
     grads, loss = estimate["grads"], estimate["loss"]
     ok = estimate["health"].ok & torch.isfinite(loss) & all_finite(grads)
     return grads, _result(model, estimate, label, ok)

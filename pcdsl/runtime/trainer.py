@@ -134,10 +134,19 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _check_fit(model, data: "DataSplits") -> None:
-    if model.NUM_CLASSES is not None and data.num_classes > model.NUM_CLASSES:   # fewer is fine: some outputs go unused
+def classes_of(model, config: TrainConfig) -> int | None:
+    """The classes a model tells apart: its output's, or a generative classifier's label
+    state's entries; None for a generative model without one."""
+    if model.NUM_CLASSES is not None:
+        return model.NUM_CLASSES
+    return model.STATE_SHAPES[config.label_state][0] if config.label_state else None
+
+
+def _check_fit(model, data: "DataSplits", config: TrainConfig) -> None:
+    classes = classes_of(model, config)
+    if classes is not None and data.num_classes > classes:   # fewer is fine: some outputs go unused
         raise RunError(f"the data set has {data.num_classes} classes but the model "
-                       f"{model.NAME!r} outputs {model.NUM_CLASSES}")
+                       f"{model.NAME!r} {'outputs' if model.OUTPUT is not None else 'tells apart'} {classes}")
     if len(data.train) == 0 or len(data.test) == 0:
         raise RunError(f"the data set has an empty split ({len(data.train)} train / "
                        f"{len(data.test)} test examples)")
@@ -407,9 +416,10 @@ def _prune_checkpoints(run: "RunDir", epoch: int, keep: int) -> None:
 
 
 def _epoch_summary(record: dict, last_epoch: int) -> str:
-    if record["test_acc"] is None:        # a generative model: its losses are reconstruction errors
+    if record["train_acc"] is None:        # a generative model: its losses are reconstruction errors
+        accuracy = "" if record["test_acc"] is None else f" acc {100 * record['test_acc']:.2f}%"
         return (f"epoch {record['epoch']}/{last_epoch}  train reconstruction error {record['train_loss']:.5f}  "
-                f"test {record['test_loss']:.5f}  lr {record['lr']:.3g}  {record['seconds']:.3g} s")
+                f"test {record['test_loss']:.5f}{accuracy}  lr {record['lr']:.3g}  {record['seconds']:.3g} s")
     text = (f"epoch {record['epoch']}/{last_epoch}  train loss {record['train_loss']:.4f} "
             f"acc {100 * record['train_acc']:.2f}%  test loss {record['test_loss']:.4f} "
             f"acc {100 * record['test_acc']:.2f}%")
@@ -535,7 +545,7 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     ranks.from_leader(claim_folder)
 
     model = build_model(load_model_class(model_cls_source), config)
-    _check_fit(model, data)
+    _check_fit(model, data, config)
     initial_weights = weights_sha256(model)
     target = _pick_device(device)
     model.to(target)
@@ -663,11 +673,11 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                                           last_epoch, log, progress, start, save_midway, stop, health, ranks)
                     evaluated = time.perf_counter()
                     sums = evaluation_sums(model, data.test, config.eval_batch, free_steps=config.free_steps,
-                                           shard=ranks.shard)
+                                           shard=ranks.shard, label_state=config.label_state)
                     sums = ranks.sum_(sums.to(target)).cpu()
                     if not sums[3]:
                         raise RunError("no test image could be read: every file of the test split was skipped")
-                    test = summarise(sums, model.NUM_CLASSES)
+                    test = summarise(sums, classes_of(model, config))
                     skipped_test = len(data.test) - int(sums[3])
                     if not math.isfinite(test["loss"]):
                         raise _Diverged(epoch, "the end-of-epoch evaluation",
@@ -827,15 +837,17 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
     model, checkpoint, checkpoint_path, config = loaded.model, loaded.checkpoint, loaded.checkpoint_path, loaded.config
     if data is None:
         data = run_data(loaded, data_spec, limit_test=limit, workers=workers, skip_unreadable=skip_unreadable)
-    if model.NUM_CLASSES is not None and data.num_classes > model.NUM_CLASSES:
-        raise RunError(f"the data set has {data.num_classes} classes but the model outputs "
-                       f"{model.NUM_CLASSES}")
-    sums = evaluation_sums(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps)
+    classes = classes_of(model, config)
+    if classes is not None and data.num_classes > classes:
+        raise RunError(f"the data set has {data.num_classes} classes but the model tells apart {classes}")
+    sums = evaluation_sums(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps,
+                           label_state=config.label_state)
     if not sums[3]:
         raise RunError(f"no test image of {data.description} could be read")
-    result = summarise(sums, model.NUM_CLASSES)
+    result = summarise(sums, classes)
     if model.OUTPUT is None:      # a generative model: the mean squared error of its reconstructions
-        result = {"reconstruction_error": result["loss"],
+        result = {**({"acc": result["acc"], "top5": result["top5"]} if config.label_state else {}),
+                  "reconstruction_error": result["loss"],
                   "top_down_error": _top_down_error(model, data.test, batch_size or config.eval_batch,
                                                     config.free_steps)}
     return {**result, "epoch": checkpoint["epoch"], "checkpoint": str(checkpoint_path),

@@ -102,3 +102,30 @@ def test_supervised_algorithms_are_refused_with_e414(tmp_path):
     refused = run("train", model_file, "--algorithm", "ep", "--out", tmp_path / "run", "--limit", "50")
     assert refused.exit_code == 1 and "E414" in refused.output
     assert not (tmp_path / "run").exists()
+
+
+DIGITS_CLASSIFIER = DIGITS_GENERATIVE.replace("state h2 : [8]", "state h2 : [10]").replace(
+    "pcil(free_steps=30)", "pcil(free_steps=30, label=h2)")
+
+
+def test_a_generative_classifier_trains_classifies_and_samples_each_class(tmp_path):
+    model_file = tmp_path / "digits_classifier.pc"
+    model_file.write_text(DIGITS_CLASSIFIER)
+    out = tmp_path / "run"
+    trained = run("train", model_file, "--epochs", "2", "--out", out, "--limit", "400")
+    assert trained.exit_code == 0, trained.output
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["test_acc"] > 0.3            # ten classes: chance is 0.1
+    evaluated = json.loads(run("eval", out, "--json", "--limit", "400").stdout)
+    assert evaluated["acc"] == pytest.approx(lines[-1]["test_acc"])
+    samples = tmp_path / "classes.png"
+    assert run("sample", out, "-o", samples, "--columns", "3", "--fit-examples", "100").exit_code == 0
+    with Image.open(samples) as picture:          # ten rows (one per class) of three 8 x 8 images
+        assert picture.size == (2 * (3 * 10 + 2), 2 * (10 * 10 + 2))
+
+
+def test_a_label_state_smaller_than_the_classes_is_refused(tmp_path):
+    model_file = tmp_path / "small.pc"
+    model_file.write_text(DIGITS_GENERATIVE.replace("pcil(free_steps=30)", "pcil(free_steps=30, label=h2)"))
+    refused = run("train", model_file, "--epochs", "1", "--out", tmp_path / "run", "--limit", "50")
+    assert refused.exit_code == 1 and "10 classes" in refused.output and "tells apart 8" in refused.output

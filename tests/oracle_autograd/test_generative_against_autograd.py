@@ -134,7 +134,7 @@ def test_at_the_minimum_it_is_the_gradient_of_the_minimised_energy():
 def test_the_fitted_gaussian_is_the_inferred_top_states_mean_and_covariance():
     model, x = _model(), _data(batch=40)
     assert generate.top_states(model) == ["h2"]
-    fitted = generate.fit_top_distribution(model, [x[:25], x[25:]])
+    fitted = generate.fit_top_distribution(model, [(x[:25], None), (x[25:], None)])
     with torch.no_grad():
         top = model(x)["h2"]
     mean, scale = fitted["h2"]
@@ -183,3 +183,63 @@ def test_the_top_down_error_decodes_the_inferred_top_states_by_hand():
         inferred = model(x)["h2"]
     _, decoded = _decode(_weights(model), inferred)
     torch.testing.assert_close(generate.top_down_errors(model, x), ((decoded - x) ** 2).mean(1))
+
+
+# -- generative classification: the top state clamped to the one-hot label ---------------------
+CLASSIFIER = """model classifier {
+  input x  : [12] ~ sigmoid(dense(h1, 12) + bias)
+  state h1 : [6]  ~ tanh(dense(c, 6) + bias)
+  state c  : [4]
+  energy prior = 0.5 * sum(c ** 2)
+}
+train {
+  pcil(free_steps=40, label=c)
+  relax(step=0.2)
+}"""
+
+
+def _classifier_energy(w, x, h1, c):
+    ex = 0.5 * ((x - torch.sigmoid(F.linear(h1, w["x_w_h1"], w["x_b"]))) ** 2).sum(1)
+    e1 = 0.5 * ((h1 - torch.tanh(F.linear(c, w["h1_w_c"], w["h1_b"]))) ** 2).sum(1)
+    return ex + e1 + 0.5 * (c ** 2).sum(1)
+
+
+def _clamped_by_hand(model, x, c, steps):
+    """Synchronous gradient sweeps of h1 with c held, each moving half the step (two groups)."""
+    h1 = torch.zeros((x.shape[0], 6), dtype=x.dtype)
+    for _ in range(steps):
+        h1 = h1.detach().requires_grad_(True)
+        grad, = torch.autograd.grad(_classifier_energy(_weights(model), x, h1, c).sum(), [h1])
+        h1 = (h1 - 0.5 * model.RELAX_STEP * grad).detach()
+    return h1
+
+
+def _classifier():
+    _, model = build(CLASSIFIER)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    return model
+
+
+def test_clamped_inference_and_its_update_equal_the_hand_written_ones():
+    model, x = _classifier(), _data()
+    label = torch.tensor([0, 3, 1, 1, 2])
+    c = F.one_hot(label, 4).to(x.dtype)
+    estimate = pcil_gradients(model, x, label, 1, label_state="c")
+    h1 = _clamped_by_hand(model, x, c, 40)
+    torch.testing.assert_close(estimate["relaxed"]["h1"], h1)
+    torch.testing.assert_close(estimate["relaxed"]["c"], c)
+    truth = torch.autograd.grad(_classifier_energy(_weights(model), x, h1, c).mean(), list(model.parameters()))
+    for got, want in zip(estimate["grads"], truth):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_the_class_is_the_clamp_with_the_lowest_energy():
+    model, x = _classifier(), _data()
+    energies = generate.class_energies(model, x, "c")
+    by_hand = torch.stack([
+        _classifier_energy(_weights(model), x, _clamped_by_hand(model, x, F.one_hot(torch.full((5,), k), 4).to(x.dtype), 40),
+                           F.one_hot(torch.full((5,), k), 4).to(x.dtype)) for k in range(4)], 1)
+    torch.testing.assert_close(energies, by_hand.detach())
+    assert energies.shape == (5, 4)
