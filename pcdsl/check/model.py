@@ -205,6 +205,9 @@ def _check_label_state(ir: ModelIR, terms: list[TermInfo]) -> None:
         problem, hint = f"`{state}` is not a state of `{ir.name}`", did_you_mean(state, states)
     elif any(t.target == state for t in terms):
         problem = f"`{state}` is predicted (`{state} ~ ...`); the clamped label must be a top state, predicted by nothing"
+    elif not any(t.target not in (None, state) and state in t.states for t in terms):
+        problem = (f"no prediction reads `{state}`: every class's clamp would leave the same energy "
+                   f"(read it in the prediction of the state below, `h ~ f(dense({state}, n))`)")
     elif len(ir.variable(state).shape) != 1:
         problem = f"`{state}` must be a vector, one entry per class"
     if problem:
@@ -224,7 +227,10 @@ def _check_generative_algorithm(ir: ModelIR) -> None:
     for key, what, on in (("inference_precision", f"{config.inference_precision} precision",
                            config.inference_precision != "uniform"),
                           ("weight_update", "forward_update", config.weight_update == "forward"),
-                          ("output_nudge", "nudge", config.output_nudge is not None)):
+                          ("output_nudge", "nudge", config.output_nudge is not None),
+                          # a generative model's inference is its free phase: free_steps gradient steps
+                          ("steps", "pcil(steps=)", "steps" in ir.train_spans),
+                          ("update", "pcil(update=)", "update" in ir.train_spans)):
         if on:
             raise PcdslError(messages.GENERATIVE_ALGORITHM, _setting_span(ir, key), what=what, name=ir.name)
 

@@ -333,7 +333,8 @@ def eval_command(path, data_spec, limit, skip_bad_images, as_json):
 @main.command()
 @click.argument("path", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file of the samples.")
-@click.option("--count", type=click.IntRange(1, 4096), default=64, show_default=True, help="Samples to draw.")
+@click.option("--count", type=click.IntRange(1, 4096), default=None,
+              help="Samples to draw (default 64; a generative classifier draws --columns per class).")
 @click.option("--columns", type=click.IntRange(1, 256), default=8, show_default=True, help="Images per row.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fit-examples", type=click.IntRange(2), default=1000, show_default=True,
@@ -349,7 +350,7 @@ def sample(path, output, count, columns, seed, fit_examples, reconstructions, da
     (`pcil(label=...)`) gives one row of --columns samples per class instead of --count."""
     import torch
     from ..runtime import generate
-    from ..runtime.trainer import load_run, run_data
+    from ..runtime.trainer import check_classes, load_run, run_data
     targets = [Path(output)] + ([Path(reconstructions)] if reconstructions else [])
     for target in targets:
         if target.parent and not target.parent.exists():
@@ -359,6 +360,11 @@ def sample(path, output, count, columns, seed, fit_examples, reconstructions, da
     generate.require_generative(model)
     generate.as_images(torch.zeros((1, *model.INPUT_SHAPE)), tuple(model.INPUT_SHAPE))   # images at all?
     data = run_data(loaded, data_spec, limit_train=fit_examples, limit_test=columns * 4)
+    check_classes(model, data, config)
+    if config.label_state and count is not None:
+        click.echo(f"note: {model.NAME} is a generative classifier: --count is replaced by --columns samples per "
+                   "class", err=True)
+    count = 64 if count is None else count
     batches = data.train.batches(config.eval_batch, shuffle=False)
     fitted = generate.fit_top_distribution(model, batches, config.free_steps, config.label_state)
     generator = torch.Generator().manual_seed(seed)
@@ -381,7 +387,7 @@ def sample(path, output, count, columns, seed, fit_examples, reconstructions, da
         x = next(iter(data.test.batches(columns * 4, shuffle=False)))[0].to(reference.device, reference.dtype)
         width = min(columns, x.shape[0])
         x = x[:x.shape[0] // width * width]          # whole rows
-        rebuilt = generate.reconstruct(model, x, config.free_steps)
+        rebuilt = generate.reconstruct(model, x, config.free_steps, config.label_state)
         error = float(((rebuilt - x) ** 2).mean())
         # row pairs: examples, then their reconstructions
         pairs = torch.stack([x.unflatten(0, (-1, width)), rebuilt.unflatten(0, (-1, width))], 1)
@@ -437,6 +443,11 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
     compiled = compile_file(model_file, list(set_items) + (["algorithm=ep", "precision=bf16"] if dtype == "bf16" else [])
                             + ([f"algorithm={algorithm}"] if algorithm in ("rbp", "pcil") else []))
     cfg = compiled.ir.train
+    if algorithm == "pcil" and not compiled.ir.generative and (cfg.inference_precision != "uniform"
+                                                               or cfg.weight_update == "forward"):
+        raise UserError("--algorithm pcil checks PC-IL against backprop as beta -> 0; precision schedules and the "
+                        "forward update move its update away from the cost's gradient by design, so there is no "
+                        "oracle for them here (tests/oracle_autograd checks them against hand-written sweeps)")
     beta = cfg.beta if beta is None else beta
     steps = cfg.steps if steps is None else steps
     scheme = scheme or ("centered" if cfg.scheme == "random" else cfg.scheme)
@@ -453,7 +464,8 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
                            mod=cfg.update == "modpgd", synchronous=cfg.traversal == "sync", free_steps=free_steps,
                            perturbation=cfg.perturbation,
                            precision=precision, algorithm=algorithm,
-                           adjoint_steps=adjoint_steps if adjoint_steps is not None else cfg.adjoint_steps)
+                           adjoint_steps=adjoint_steps if adjoint_steps is not None else cfg.adjoint_steps,
+                           label_state=cfg.label_state)
     result.update({"model": compiled.ir.name, "algorithm": algorithm, "beta": beta, "steps": steps, "scheme": scheme, "dtype": dtype,
                    "batch": batch, "threshold": min_cosine,
                    "passed": all(p["cosine"] >= min_cosine or p["cosine"] >= p.get("bp_same_precision_cosine", 2) - BF16_SLACK
@@ -532,6 +544,9 @@ def bench(model_file, batch, steps, dtype, device, compile_step, channels_last, 
     items += ["precision=bf16"] if dtype == "bf16" else []
     compiled = compile_file(model_file, items)
     config = compiled.ir.train
+    if compiled.ir.generative:
+        raise UserError(f"pcdsl bench times EP and backprop steps; {compiled.ir.name} is generative (no cost) and "
+                        "trains with pcil only")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here")
     target = torch.device(device)
@@ -618,8 +633,11 @@ def _gradcheck_batch(model, compiled, data_spec, batch, generator):
     shape = tuple(compiled.checked.shapes[compiled.ir.input.name].value)
     classes = model.NUM_CLASSES
     if data_spec is None:
-        if classes is None:         # a generative model: data in [0, 1], like images, and no labels
-            return torch.rand((batch, *shape), generator=generator), torch.zeros(batch, dtype=torch.long)
+        if classes is None:         # a generative model: data in [0, 1], like images (a classifier's labels)
+            x = torch.rand((batch, *shape), generator=generator)
+            label_state = compiled.ir.train.label_state
+            classes = model.STATE_SHAPES[label_state][0] if label_state else 1
+            return x, torch.randint(0, classes, (batch,), generator=generator)
         x = torch.randn((batch, *shape), generator=generator)
         label = torch.randint(0, classes, (batch,), generator=generator)
         return x, label

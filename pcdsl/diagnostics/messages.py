@@ -215,7 +215,8 @@ INFERENCE_SETTING_ALGORITHM = _m("E410", "`{setting}` shapes the inference sweep
                                  "equilibria of one fixed energy: a schedule that reweights the energy from "
                                  "sweep to sweep leaves no such equilibrium, and the estimate would not pass "
                                  "EP's gradient check; backprop and recurrent backprop have no inference "
-                                 "sweeps to weight.")
+                                 "sweeps to weight. The output's nudge (`pcil(nudge=)`) is PC-IL's way of "
+                                 "perturbing the output; EP's is `beta`.")
 SCHEDULE_NEEDS_PGD = _m("E411", "a precision schedule relaxes by gradient steps of the weighted energy; `update=modpgd` has "
                         "no weighted form",
                         "mod-PGD's update reads each layer's pre-activation to step past the ReLU's "
@@ -234,22 +235,24 @@ PRECISION_TABLE_ROWS = _m("E413", "the precision table has {rows} rows; `{name}`
                           "input (row 1) to the output's (the last row), and one column per inference "
                           "sweep. A state's layer is the longest chain of predictions from the input "
                           "to it (`pcdsl check` lists them).")
-GENERATIVE_ALGORITHM = _m("E414", "`{what}` trains a supervised model's cost; `{name}` is generative and "
-                          "trains with `pcil`",
+GENERATIVE_ALGORITHM = _m("E414", "`{what}` is for supervised models; `{name}` is generative and trains "
+                          "with `pcil` (its free phase, then the weight update)",
                           "A generative model has no cost, so there is no gradient of one for EP, "
                           "backprop or recurrent backprop to estimate, no output for iPC or a clamp to "
                           "hold, and no layers above an input to schedule precisions over. It trains by "
                           "inference learning: the states relax with the data clamped (the free phase, "
                           "`free_steps` iterations), then each weight follows its local prediction error "
-                          "there. Write `pcil()` in the train block.")
+                          "there; its inference is the free phase, so `pcil(steps=, update=)` do not "
+                          "apply either. Write `pcil(free_steps=...)` in the train block.")
 GENERATIVE_LABEL = _m("E415", "`label={state}`: {problem}",
                       "Generative classification clamps a top state of a generative model to the "
                       "one-hot label while the states relax to explain the image, so that the "
                       "weights learn to generate each class from its code; a test image's class is "
                       "the one whose clamp leaves the lowest energy. The state must be a free "
-                      "state of a generative model, a vector with one entry per class, and predicted "
+                      "state of a generative model, a vector with one entry per class, predicted "
                       "by nothing (the top of the hierarchy: a predicted state would be pulled "
-                      "towards its prediction and the label at once).")
+                      "towards its prediction and the label at once), and read by the prediction "
+                      "of a state below it (else every class's clamp leaves the same energy).")
 
 # -- E5xx: command-line overrides -------------------------------------------------------------
 BAD_OVERRIDE = _m("E501", "{problem}",

@@ -170,6 +170,7 @@ def ep_gradients(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps
     holds the output at (1 - beta) * its own update + beta * y after each synchronous sweep
     (Scellier & Bengio's weak clamping). For squared error that is the nudge of strength
     beta / (1 - beta): the centered estimate keeps its O(beta^2) error."""
+    _require_cost(model, "equilibrium propagation")
     upper, lower = _phase_signs(scheme, beta, generator)
     if perturbation not in ("nudge", "clamp"):
         raise ValueError(f"unknown perturbation {perturbation!r}: nudge, clamp")
@@ -267,6 +268,7 @@ def bp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: int
                  loss_function=free_loss, precision: str = "float32") -> dict:
     """Autograd's gradient of the batch-mean cost through the free phase (same result keys).
     `loss_function` may be a compiled free_loss (AOTAutograd then compiles the backward too)."""
+    _require_cost(model, "backprop")
     params = list(model.parameters())
     with torch.enable_grad():
         with precision_context(x, precision):
@@ -378,6 +380,7 @@ def ipc_updates(model, x: torch.Tensor, label: torch.Tensor, steps: int, update_
     step, since the output's prediction moves with the weights), the sweeps, `precisions`,
     `forward_update` and `nudge`. Same result keys; "grads" is the last sweep's gradient, "health" whether
     every step's energy stayed finite."""
+    _require_cost(model, "incremental predictive coding")
     _require_feedforward(model, "incremental predictive coding starts from the feedforward pass", "E406")
     ok = torch.ones((), dtype=torch.bool, device=x.device)
     with torch.no_grad():
@@ -395,6 +398,12 @@ def ipc_updates(model, x: torch.Tensor, label: torch.Tensor, steps: int, update_
             states = _output_clamp(model, x, swept, label, nudge)(swept)
     return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "free": free,
             "relaxed": states, "health": Health(ok)}
+
+
+def _require_cost(model, what: str) -> None:
+    if model.OUTPUT is None:
+        raise ValueError(f"{what} follows the gradient of a cost; {model.NAME} is generative (no output or cost) "
+                         "and trains with pcil_gradients (docs/errors.md, E414)")
 
 
 def _require_feedforward(model, what: str, code: str) -> None:
@@ -481,6 +490,7 @@ def rbp_gradients(model, x: torch.Tensor, label: torch.Tensor, *, free_steps: in
     (bp_gradients) it needs the graph of one sweep only, and it is the gradient of the
     equilibrium itself, not of where `free_steps` iterations happened to stop. Same result keys
     as bp_gradients, and "health"."""
+    _require_cost(model, "recurrent backprop")
     if model.FEEDFORWARD:
         raise ValueError(f"recurrent backprop differentiates a relaxation; {model.NAME}'s free phase is the "
                          "feedforward pass, whose exact gradient bp_gradients gives (docs/errors.md, E408)")
@@ -569,4 +579,5 @@ class Estimators:
         return pcil_gradients(self, x, label, self._default("steps", steps),
                               mod=(config.update == "modpgd" if config else True) if mod is None else mod,
                               nudge=nudge if nudge is not None else (config.output_nudge if config else None),
-                              free_steps=config.free_steps if config else None)
+                              free_steps=config.free_steps if config else None,
+                              label_state=config.label_state if config else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from pcdsl.runtime.estimators import clamped_free_phase, one_hot, reconstruction_errors
+from pcdsl.runtime.estimators import reconstruction_errors
 
 
 def correct_counts(logits: torch.Tensor, label: torch.Tensor, num_classes: int) -> tuple[int, int | None]:
@@ -36,15 +36,9 @@ def evaluation_sums(model, split, batch_size: int, *, free_steps: int | None = N
             continue
         x, label = x.to(reference.device, reference.dtype), label.to(reference.device)
         if model.OUTPUT is None:
-            hits, hits5 = 0, 0
-            if label_state is None:
-                states = model(x, steps=free_steps)
-            else:
-                from pcdsl.runtime.generate import class_energies
-                energies = class_energies(model, x, label_state, free_steps)
-                hits, hits5 = correct_counts(-energies, label, energies.shape[1])
-                chosen = one_hot(model, label_state, energies.argmin(1), x)
-                states = clamped_free_phase(model, x, label_state, chosen, free_steps)
+            from pcdsl.runtime.generate import explain
+            states, energies = explain(model, x, free_steps, label_state)
+            hits, hits5 = (0, 0) if energies is None else correct_counts(-energies, label, energies.shape[1])
             errors = reconstruction_errors(model, x, states)
             sums += torch.tensor([float(errors.sum()), hits, hits5 or 0, label.shape[0]], dtype=torch.float64)
             continue

@@ -82,6 +82,19 @@ def infer(model, x: torch.Tensor, free_steps: int | None = None) -> dict:
 
 
 @torch.no_grad()
+def explain(model, x: torch.Tensor, free_steps: int | None = None, label_state: str | None = None
+            ) -> tuple[dict, torch.Tensor | None]:
+    """(states, class energies or None): the states that explain `x`: the free phase, or for a
+    generative classifier the clamped free phase of the class with the lowest energy (with the
+    [B, classes] energies of every class's clamp)."""
+    if label_state is None:
+        return infer(model, x, free_steps), None
+    energies = class_energies(model, x, label_state, free_steps)
+    chosen = one_hot(model, label_state, energies.argmin(1), x)
+    return clamped_free_phase(model, x, label_state, chosen, free_steps), energies
+
+
+@torch.no_grad()
 def class_energies(model, x: torch.Tensor, label_state: str, free_steps: int | None = None) -> torch.Tensor:
     """Generative classification: per example and class, the energy left after the free phase
     with `label_state` clamped to that class's one-hot code, shape [B, classes]; the class is
@@ -100,7 +113,7 @@ def fit_top_distribution(model, batches, free_steps: int | None = None, label_st
     (x, label) pairs): name -> (mean, scale), where scale is the Cholesky factor of the
     covariance (or the standard deviations, beyond MAX_FULL_COVARIANCE dimensions). With
     `label_state`, inference clamps it to each example's label and it gets no Gaussian."""
-    values: dict[str, list[torch.Tensor]] = {name: [] for name in top_states(model) if name != label_state}
+    values: dict[str, list[torch.Tensor]] = {name: [] for name in require_top_states(model) if name != label_state}
     reference = next(model.parameters())
     for x, label in batches:
         x = x.to(reference.device, reference.dtype)
@@ -139,25 +152,38 @@ def sample(model, fitted: dict, count: int, generator: torch.Generator,
     for name, (mean, scale) in fitted.items():
         noise = torch.randn((count, mean.shape[0]), generator=generator, dtype=torch.float64)
         drawn = mean + (noise @ scale.T if scale.dim() == 2 else noise * scale)
-        top[name] = drawn.to(reference.device, reference.dtype).view(count, *model.STATE_SHAPES[name])
+        drawn = drawn.to(reference.device, reference.dtype).view(count, *model.STATE_SHAPES[name])
+        low, high = model.STATE_BOUNDS[name]      # a Gaussian reaches past a bounded domain
+        top[name] = drawn if low is None and high is None else drawn.clamp(low, high)
     return ancestral_pass(model, top)[1]
 
 
 @torch.no_grad()
-def reconstruct(model, x: torch.Tensor, free_steps: int | None = None) -> torch.Tensor:
-    """The model's prediction of `x` from the states that relaxed to explain it."""
-    return model.predictions(x, infer(model, x, free_steps))[model.INPUT]
+def reconstruct(model, x: torch.Tensor, free_steps: int | None = None, label_state: str | None = None
+                ) -> torch.Tensor:
+    """The model's prediction of `x` from the states that relaxed to explain it (explain)."""
+    return model.predictions(x, explain(model, x, free_steps, label_state)[0])[model.INPUT]
 
 
 @torch.no_grad()
-def top_down_errors(model, x: torch.Tensor, free_steps: int | None = None) -> torch.Tensor:
+def top_down_errors(model, x: torch.Tensor, free_steps: int | None = None, label_state: str | None = None
+                    ) -> torch.Tensor:
     """Per-example mean squared error of the input decoded from the inferred top states alone
     (the ancestral pass from them), shape [B]: how much of the data the top of the hierarchy
     explains, which is what samples are drawn from. The reconstruction error uses every
     state, and a wide state next to the input can explain the data on its own."""
-    states = infer(model, x, free_steps)
-    _, decoded = ancestral_pass(model, {name: states[name] for name in top_states(model)})
+    tops = require_top_states(model)
+    states, _ = explain(model, x, free_steps, label_state)
+    _, decoded = ancestral_pass(model, {name: states[name] for name in tops})
     return ((decoded - x) ** 2).flatten(1).mean(1)
+
+
+def require_top_states(model) -> list[str]:
+    tops = top_states(model)
+    if not tops:
+        raise GenerationError(f"every state of {model.NAME} is predicted (its predictions run in a cycle through "
+                              "the input): it has no top state to decode or draw samples from")
+    return tops
 
 
 # ---- images ---------------------------------------------------------------------------------
@@ -168,11 +194,13 @@ def as_images(values: torch.Tensor, input_shape: tuple[int, ...], mean=None, std
     normalised input (`normalize(mean=, std=)`) is mapped back first, then values are clipped."""
     values = values.detach().to("cpu", torch.float64)
     if len(input_shape) == 1:
-        side = math.isqrt(input_shape[0])
-        if side * side != input_shape[0]:
+        # a flattened image: grey, or colour when the normalisation has three channels
+        channels = len(mean) if mean is not None and len(mean) == 3 else 1
+        side = math.isqrt(input_shape[0] // channels)
+        if channels * side * side != input_shape[0]:
             raise GenerationError(f"inputs of shape {list(input_shape)} are not images: a vector needs a square "
-                                  "number of entries")
-        values = values.view(-1, 1, side, side)
+                                  "number of pixels (times 3 for colour)")
+        values = values.view(-1, channels, side, side)
     elif len(input_shape) != 3 or input_shape[0] not in (1, 3):
         raise GenerationError(f"inputs of shape {list(input_shape)} are not images: expected [pixels], "
                               "[1, H, W] or [3, H, W]")

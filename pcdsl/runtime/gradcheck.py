@@ -25,7 +25,8 @@ import math
 
 import torch
 
-from pcdsl.runtime.estimators import bp_gradients, ep_gradients, generative_gradients, pcil_gradients, rbp_gradients
+from pcdsl.runtime.estimators import (bp_gradients, clamped_free_phase, ep_gradients, generative_gradients, one_hot,
+                                      pcil_gradients, rbp_gradients)
 
 
 def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
@@ -52,7 +53,7 @@ def compare(ep: torch.Tensor, bp: torch.Tensor) -> dict:
 def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: int,
               scheme: str = "centered", mod: bool = True, synchronous: bool = False, perturbation: str = "nudge",
               free_steps: int | None = None, precision: str = "float32", algorithm: str = "ep",
-              adjoint_steps: int | None = None) -> dict:
+              adjoint_steps: int | None = None, label_state: str | None = None) -> dict:
     """Per-parameter agreement of the EP estimate with backprop, plus the worst of each.
     With precision="bf16" the model and x are used in float32 and the oracle in float64.
     algorithm="rbp": implicit differentiation at the free equilibrium instead of EP (beta and
@@ -65,7 +66,7 @@ def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: i
     else:
         oracle_model, x_estimate, x_oracle = model, x, x
     if model.OUTPUT is None:
-        estimate = generative_gradients(model, x, free_steps=free_steps)
+        estimate = generative_gradients(model, x, free_steps=free_steps, label=label, label_state=label_state)
     elif algorithm == "rbp":
         estimate = rbp_gradients(model, x_estimate, label, free_steps=free_steps, adjoint_steps=adjoint_steps)
     elif algorithm == "pcil":
@@ -74,7 +75,7 @@ def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: i
         estimate = ep_gradients(model, x_estimate, label, beta, steps, scheme=scheme, mod=mod,
                                 synchronous=synchronous, free_steps=free_steps, precision=precision,
                                 perturbation=perturbation)
-    oracle = (_relaxed_energy_gradients(model, x, free_steps) if model.OUTPUT is None
+    oracle = (_relaxed_energy_gradients(model, x, free_steps, label, label_state) if model.OUTPUT is None
               else bp_gradients(oracle_model, x_oracle, label, free_steps=free_steps))
     same_precision = (bp_gradients(model, x_estimate, label, free_steps=free_steps, precision=precision)["grads"]
                       if precision != "float32" else None)
@@ -93,11 +94,16 @@ def gradcheck(model, x: torch.Tensor, label: torch.Tensor, beta: float, steps: i
     return result
 
 
-def _relaxed_energy_gradients(model, x: torch.Tensor, free_steps: int | None) -> dict:
+def _relaxed_energy_gradients(model, x: torch.Tensor, free_steps: int | None, label: torch.Tensor,
+                              label_state: str | None) -> dict:
     """A generative model's oracle: autograd of the batch-mean energy at the end of the free
-    phase, through its iterations."""
+    phase (a generative classifier's: with the label state clamped), through its iterations."""
     params = list(model.parameters())
     with torch.enable_grad():
-        energy = model.energy(x, model(x, free_steps)).mean()
+        if label_state is None:
+            states = model(x, free_steps)
+        else:
+            states = clamped_free_phase(model, x, label_state, one_hot(model, label_state, label, x), free_steps)
+        energy = model.energy(x, states).mean()
         grads = torch.autograd.grad(energy, params, allow_unused=True)
     return {"grads": [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]}

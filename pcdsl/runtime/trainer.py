@@ -142,11 +142,17 @@ def classes_of(model, config: TrainConfig) -> int | None:
     return model.STATE_SHAPES[config.label_state][0] if config.label_state else None
 
 
-def _check_fit(model, data: "DataSplits", config: TrainConfig) -> None:
+def check_classes(model, data: "DataSplits", config: TrainConfig) -> None:
+    """RunError when the data name more classes than the model tells apart (fewer is fine:
+    some outputs go unused)."""
     classes = classes_of(model, config)
-    if classes is not None and data.num_classes > classes:   # fewer is fine: some outputs go unused
+    if classes is not None and data.num_classes > classes:
         raise RunError(f"the data set has {data.num_classes} classes but the model "
                        f"{model.NAME!r} {'outputs' if model.OUTPUT is not None else 'tells apart'} {classes}")
+
+
+def _check_fit(model, data: "DataSplits", config: TrainConfig) -> None:
+    check_classes(model, data, config)
     if len(data.train) == 0 or len(data.test) == 0:
         raise RunError(f"the data set has an empty split ({len(data.train)} train / "
                        f"{len(data.test)} test examples)")
@@ -656,7 +662,10 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
 
     resume_at = _position(state)
     stop = _Stop()
-    health = TrainingHealth(model.NUM_CLASSES if data.num_classes <= 1 else data.num_classes, config.divergence_steps)
+    # chance from the classes the model tells apart when the data name fewer (one folder, or
+    # unlabelled images for a generative model, which has no accuracy to watch)
+    health = TrainingHealth(classes_of(model, config) or 1 if data.num_classes <= 1 else data.num_classes,
+                            config.divergence_steps)
     failing_epoch = None      # the epoch in which the present failing stretch began
     try:
         with _stopping_on_signals(stop, repeats_are_one=ranks.active):
@@ -837,9 +846,8 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
     model, checkpoint, checkpoint_path, config = loaded.model, loaded.checkpoint, loaded.checkpoint_path, loaded.config
     if data is None:
         data = run_data(loaded, data_spec, limit_test=limit, workers=workers, skip_unreadable=skip_unreadable)
+    check_classes(model, data, config)
     classes = classes_of(model, config)
-    if classes is not None and data.num_classes > classes:
-        raise RunError(f"the data set has {data.num_classes} classes but the model tells apart {classes}")
     sums = evaluation_sums(model, data.test, batch_size or config.eval_batch, free_steps=config.free_steps,
                            label_state=config.label_state)
     if not sums[3]:
@@ -849,7 +857,7 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
         result = {**({"acc": result["acc"], "top5": result["top5"]} if config.label_state else {}),
                   "reconstruction_error": result["loss"],
                   "top_down_error": _top_down_error(model, data.test, batch_size or config.eval_batch,
-                                                    config.free_steps)}
+                                                    config.free_steps, config.label_state)}
     return {**result, "epoch": checkpoint["epoch"], "checkpoint": str(checkpoint_path),
             "data": data.description, "examples": int(sums[3]),
             **({"skipped": len(data.test) - int(sums[3])} if len(data.test) != int(sums[3]) else {}),
@@ -858,14 +866,21 @@ def evaluate_run(path: Path, data_spec: str | None = None, *, data: "DataSplits 
             **({"inside_epoch": checkpoint["position"]} if checkpoint.get("position") else {})}
 
 
-def _top_down_error(model, split, batch_size: int, free_steps: int | None) -> float:
-    """A generative model's mean squared error of the data decoded from its top states alone."""
-    from pcdsl.runtime.generate import top_down_errors
+def _top_down_error(model, split, batch_size: int, free_steps: int | None, label_state: str | None
+                    ) -> float | None:
+    """A generative model's mean squared error of the data decoded from its top states alone
+    (None when every state is predicted: there is no top)."""
+    from pcdsl.runtime.generate import require_top_states, top_down_errors, GenerationError
+    try:
+        require_top_states(model)
+    except GenerationError:
+        return None
     reference = next(model.parameters())
     total, count = 0.0, 0
     for x, _ in split.batches(batch_size, shuffle=False):
         if x.shape[0]:
-            total += float(top_down_errors(model, x.to(reference.device, reference.dtype), free_steps).sum())
+            x = x.to(reference.device, reference.dtype)
+            total += float(top_down_errors(model, x, free_steps, label_state).sum())
             count += x.shape[0]
     return total / max(count, 1)
 

@@ -129,3 +129,53 @@ def test_a_label_state_smaller_than_the_classes_is_refused(tmp_path):
     model_file.write_text(DIGITS_GENERATIVE.replace("pcil(free_steps=30)", "pcil(free_steps=30, label=h2)"))
     refused = run("train", model_file, "--epochs", "1", "--out", tmp_path / "run", "--limit", "50")
     assert refused.exit_code == 1 and "10 classes" in refused.output and "tells apart 8" in refused.output
+
+
+def test_a_generative_model_trains_on_an_image_folder_of_one_class(tmp_path):
+    """Unlabelled images (one folder) are a generative model's natural data."""
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", 40), ("test", 10)):
+        folder = tmp_path / "images" / split / "all"
+        folder.mkdir(parents=True)
+        for index in range(count):
+            pixels = (torch.rand((8, 8), generator=generator) * 255).to(torch.uint8).numpy()
+            Image.fromarray(pixels, mode="L").save(folder / f"{index}.png")
+    model_file = tmp_path / "g.pc"
+    model_file.write_text(DIGITS_GENERATIVE)      # input [64]: the 8 x 8 images flattened
+    result = run("train", model_file, "--data", tmp_path / "images", "--epochs", "1", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+
+
+def test_commands_without_a_meaning_for_generative_models_say_so(tmp_path):
+    model_file = tmp_path / "g.pc"
+    model_file.write_text(DIGITS_GENERATIVE)
+    bench = run("bench", model_file, "--rounds", "1")
+    assert bench.exit_code == 1 and "generative" in bench.output
+    from helpers import build
+    from pcdsl.runtime.estimators import bp_gradients, ep_gradients
+    _, model = build(model_file)
+    x = torch.rand((2, 64), dtype=torch.float64)
+    for estimate in (lambda: ep_gradients(model, x, None, 0.1, 5), lambda: bp_gradients(model, x, None)):
+        with pytest.raises(ValueError, match="E414"):
+            estimate()
+
+
+CYCLE = """model cycle {
+  input x  : [64] ~ sigmoid(dense(h1, 64) + bias)
+  state h1 : [8]  ~ tanh(dense(x, 8) + bias)
+}
+train {
+  pcil(free_steps=10)
+}
+"""
+
+
+def test_a_generative_model_without_a_top_state_evaluates_but_cannot_sample(tmp_path):
+    model_file = tmp_path / "cycle.pc"
+    model_file.write_text(CYCLE)
+    out = tmp_path / "run"
+    assert run("train", model_file, "--epochs", "1", "--out", out, "--limit", "100").exit_code == 0
+    metrics = json.loads(run("eval", out, "--json", "--limit", "100").stdout)
+    assert metrics["top_down_error"] is None and metrics["reconstruction_error"] > 0
+    refused = run("sample", out, "-o", tmp_path / "s.png", "--fit-examples", "50")
+    assert refused.exit_code == 1 and "no top state" in refused.output
