@@ -35,7 +35,7 @@ def _user_errors():
     for module, name in (("pcdsl.data", "DataError"), ("pcdsl.runtime.checkpoint", "CheckpointError"),
                          ("pcdsl.runtime.trainer", "RunError"), ("pcdsl.runtime.distributed", "CollectiveFailed"),
                          ("pcdsl.runtime.distributed", "LaunchError"),
-                         ("pcdsl.runtime.generate", "GenerationError")):
+                         ("pcdsl.runtime.generate", "GenerationError"), ("pcdsl.visual.curves", "PlotError")):
         try:
             kinds.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -331,6 +331,93 @@ def eval_command(path, data_spec, limit, skip_bad_images, as_json):
 
 
 @main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Also write every number behind it as CSV.")
+@reports_errors
+def plot(runs, output, csv_file):
+    """Training curves of one or more run folders, overlaid: train and test loss, accuracy
+    (top-1, top-5 where it applies) and learning rate per epoch, each run labelled by model and
+    algorithm (EP beside BP of the same model is the common case)."""
+    from ..visual.curves import curves_csv, run_curves
+    from ..visual.figures import training_figure
+    targets = [Path(output)] + ([Path(csv_file)] if csv_file else [])
+    _require_folders(targets)
+    curves = [run_curves(Path(run)) for run in runs]
+    for run in curves:
+        if run.skipped_lines:
+            click.echo(f"note: {run.folder}/metrics.jsonl has {run.skipped_lines} unreadable line(s), left out",
+                       err=True)
+    _write_bytes(Path(output), training_figure(curves))
+    if csv_file:
+        _write_output(Path(csv_file), curves_csv(curves))
+    click.echo(f"wrote {output} ({len(curves)} run(s): {', '.join(r.label for r in curves)})", err=True)
+
+
+@main.command()
+@click.argument("source", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Also write the numbers as CSV.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
+@click.option("--data", "data_spec", help="Take the batch from this data set (default: a run's own data; "
+                                           "for a model file, random inputs).")
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--beta", type=float, help="Nudging strength (default: the model file's).")
+@click.option("--steps", type=click.IntRange(1), help="Iterations per nudged phase (default: the model file's).")
+@click.option("--free-steps", type=click.IntRange(1), help="Free-phase iterations (relaxation models).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Initial weights (model file) and inputs.")
+@_set_option
+@reports_errors
+def trace(source, output, csv_file, json_file, data_spec, batch, beta, steps, free_steps, seed, set_items):
+    """Trace the relaxation on one batch: per iteration of the free phase and of both nudged
+    phases, each energy term, the total energy, the cost and each state's change. SOURCE is a
+    model file (weights initialised from --seed) or a run folder or checkpoint (its weights)."""
+    import torch
+    from ..visual.figures import trace_figure
+    from ..visual.trace import relaxation_trace, trace_csv, trace_json
+    _require_folders([Path(p) for p in (output, csv_file, json_file) if p])
+    generator = torch.Generator().manual_seed(seed)
+    if Path(source).is_dir() or Path(source).suffix == ".pt":
+        from ..runtime.trainer import load_run, run_data
+        if set_items:
+            raise UserError("--set applies to a model file; a run's model is the one it trained")
+        loaded = load_run(Path(source), device="cpu")
+        model, config, what = loaded.model, loaded.config, f"{loaded.model.NAME}, epoch {loaded.checkpoint['epoch']}"
+        x, label = next(iter(run_data(loaded, data_spec, limit_train=1, limit_test=batch).test.batches(
+            batch, shuffle=False)))
+    else:
+        from ..pipeline import compile_file
+        from ..runtime.loading import load_model_class
+        compiled = compile_file(source, list(set_items))
+        config = compiled.ir.train
+        torch.manual_seed(seed)
+        model = load_model_class(compiled.source)()
+        model.reset_parameters(generator)
+        x, label = _gradcheck_batch(model, compiled, data_spec, batch, generator)
+        what = f"{compiled.ir.name}, initial weights (seed {seed})"
+    model.eval()
+    phases = relaxation_trace(model, x.to(next(model.parameters()).dtype), label,
+                              beta=config.beta if beta is None else beta,
+                              steps=config.steps if steps is None else steps,
+                              free_steps=free_steps or config.free_steps, scheme=config.scheme,
+                              mod=config.update == "modpgd", synchronous=config.traversal == "sync")
+    _write_bytes(Path(output), trace_figure(phases, f"{what}: batch of {x.shape[0]}"))
+    if csv_file:
+        _write_output(Path(csv_file), trace_csv(phases))
+    if json_file:
+        _write_output(Path(json_file), json.dumps(trace_json(phases), indent=1))
+    last = phases[-1]
+    click.echo(f"wrote {output} ({', '.join(f'{p.name}: {len(p.iterations) - 1} iterations' for p in phases)}; "
+               f"energy at the end of {last.name}: {last.total[-1]:.4g})", err=True)
+
+
+def _require_folders(targets: list[Path]) -> None:
+    for target in targets:
+        if target.parent and not target.parent.exists():
+            raise UserError(f"cannot write {target}: folder {target.parent} does not exist")
+
+
+@main.command()
 @click.argument("path", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file of the samples.")
 @click.option("--count", type=click.IntRange(1, 4096), default=None,
@@ -351,10 +438,7 @@ def sample(path, output, count, columns, seed, fit_examples, reconstructions, da
     import torch
     from ..runtime import generate
     from ..runtime.trainer import check_classes, load_run, run_data
-    targets = [Path(output)] + ([Path(reconstructions)] if reconstructions else [])
-    for target in targets:
-        if target.parent and not target.parent.exists():
-            raise UserError(f"cannot write {target}: folder {target.parent} does not exist")
+    _require_folders([Path(output)] + ([Path(reconstructions)] if reconstructions else []))
     loaded = load_run(Path(path))
     model, config = loaded.model, loaded.config
     generate.require_generative(model)
