@@ -35,7 +35,8 @@ def _user_errors():
     for module, name in (("pcdsl.data", "DataError"), ("pcdsl.runtime.checkpoint", "CheckpointError"),
                          ("pcdsl.runtime.trainer", "RunError"), ("pcdsl.runtime.distributed", "CollectiveFailed"),
                          ("pcdsl.runtime.distributed", "LaunchError"),
-                         ("pcdsl.runtime.generate", "GenerationError"), ("pcdsl.visual.curves", "PlotError")):
+                         ("pcdsl.runtime.generate", "GenerationError"), ("pcdsl.visual.curves", "PlotError"),
+                         ("pcdsl.visual.graph", "GraphError")):
         try:
             kinds.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -409,6 +410,31 @@ def trace(source, output, csv_file, json_file, data_spec, batch, beta, steps, fr
     last = phases[-1]
     click.echo(f"wrote {output} ({', '.join(f'{p.name}: {len(p.iterations) - 1} iterations' for p in phases)}; "
                f"energy at the end of {last.name}: {last.total[-1]:.4g})", err=True)
+
+
+@main.command()
+@click.argument("model_file", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="FILE.dot (DOT text, always), FILE.svg or FILE.png (drawn by Graphviz's dot, where installed).")
+@_set_option
+@reports_errors
+def graph(model_file, output, set_items):
+    """Draw the network MODEL_FILE describes: input, states, output and label as nodes with their
+    shapes, the states coloured by update group; each prediction as arrows from what it reads,
+    labelled with its parameters; general energy terms as notes joined to what they hold."""
+    from ..pipeline import check_file
+    from ..visual.graph import RENDERED, model_dot, render
+    target = Path(output)
+    _require_folders([target])
+    suffix = target.suffix.lower()
+    if suffix not in (".dot", ".gv") and suffix not in RENDERED:
+        raise UserError(f"cannot tell the format of {target}: name it .dot (or .gv), .svg or .png")
+    text = model_dot(check_file(model_file, set_items).checked)
+    if suffix in RENDERED:
+        _write_bytes(target, render(text, RENDERED[suffix]))
+    else:
+        _write_output(target, text)
+    click.echo(f"wrote {output}", err=True)
 
 
 def _require_folders(targets: list[Path]) -> None:
