@@ -36,7 +36,8 @@ def _user_errors():
                          ("pcdsl.runtime.trainer", "RunError"), ("pcdsl.runtime.distributed", "CollectiveFailed"),
                          ("pcdsl.runtime.distributed", "LaunchError"),
                          ("pcdsl.runtime.generate", "GenerationError"), ("pcdsl.visual.curves", "PlotError"),
-                         ("pcdsl.visual.graph", "GraphError")):
+                         ("pcdsl.visual.graph", "GraphError"),
+                         ("pcdsl.fmt.layout", "FormatError")):
         try:
             kinds.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -435,6 +436,41 @@ def graph(model_file, output, set_items):
     else:
         _write_output(target, text)
     click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if a file is not in the canonical layout.")
+@reports_errors
+def fmt(files, check):
+    """Rewrite model files in the canonical layout: one statement per line, two-space blocks,
+    one space around operators, declarations aligned in columns, comments kept. The result must
+    parse to the same tree, or nothing is written."""
+    from ..diagnostics import PcdslError
+    from ..fmt import format_text
+    changed = []
+    for name in files:
+        path = Path(name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}")
+        try:
+            formatted = format_text(text)
+        except PcdslError as err:
+            raise err.located(str(path), text)
+        if formatted == text:
+            continue
+        changed.append(path)
+        if not check:
+            _write_output(path, formatted)
+    verb = "would reformat" if check else "reformatted"
+    for path in changed:
+        click.echo(f"{verb} {path}", err=True)
+    click.echo(f"{len(changed)} of {len(files)} file(s) {verb}" if changed else
+               f"{len(files)} file(s) already in the canonical layout", err=True)
+    if check and changed:
+        sys.exit(1)
 
 
 def _require_folders(targets: list[Path]) -> None:
