@@ -37,7 +37,8 @@ def _user_errors():
                          ("pcdsl.runtime.distributed", "LaunchError"),
                          ("pcdsl.runtime.generate", "GenerationError"), ("pcdsl.visual.curves", "PlotError"),
                          ("pcdsl.visual.graph", "GraphError"),
-                         ("pcdsl.fmt.layout", "FormatError")):
+                         ("pcdsl.fmt.layout", "FormatError"),
+                         ("pcdsl.export.onnx", "ExportError")):
         try:
             kinds.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -471,6 +472,40 @@ def fmt(files, check):
                f"{len(files)} file(s) already in the canonical layout", err=True)
     if check and changed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("source", type=click.Path())
+@click.option("--onnx", "onnx_file", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Initial weights of a model file; check inputs.")
+@_set_option
+@reports_errors
+def export(source, onnx_file, seed, set_items):
+    """Export the inference path (the free phase to the output's scores; a generative model's
+    reconstruction) of a run folder, a checkpoint or a model file (initial weights) as ONNX,
+    and check it against PyTorch with onnxruntime."""
+    import torch
+    from ..export.onnx import export_onnx
+    _require_folders([Path(onnx_file)])
+    generator = torch.Generator().manual_seed(seed)
+    if Path(source).is_dir() or Path(source).suffix == ".pt":
+        from ..runtime.trainer import load_run
+        if set_items:
+            raise UserError("--set applies to a model file; a run's model is the one it trained")
+        loaded = load_run(Path(source), device="cpu")
+        model, what = loaded.model, f"epoch {loaded.checkpoint['epoch']} of {source}"
+    else:
+        from ..pipeline import compile_file
+        from ..runtime.loading import load_model_class
+        compiled = compile_file(source, list(set_items))
+        model = load_model_class(compiled.source)()
+        model.reset_parameters(torch.Generator().manual_seed(seed))
+        what = f"initial weights (seed {seed})"
+    report = export_onnx(model, Path(onnx_file), generator=generator)
+    checked = (f"onnxruntime matches PyTorch to {report['max_abs_error']:.2g} (batch of {report['batch']})"
+               if report["checked"] else "not checked: onnxruntime is not installed")
+    click.echo(f"wrote {onnx_file} ({model.NAME}, {what}; {report['parameters']:,} parameters, "
+               f"output `{report['output']}`; {checked})", err=True)
 
 
 def _require_folders(targets: list[Path]) -> None:

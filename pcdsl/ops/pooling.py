@@ -260,8 +260,10 @@ class UpsampleAdjoint(TensorOp):
     linear_arg = 0
 
     def torch_text(self, p):
+        # the block mean times its size, not avg_pool2d(divisor_override=1): ONNX's AveragePool
+        # has no divisor, and torch.onnx's exporter drops it (the exported sum came out a mean)
         k = int(self.args[1])
-        return f"F.avg_pool2d({p.text(self.args[0])}, {k}, divisor_override=1)"
+        return f"(F.avg_pool2d({p.text(self.args[0])}, {k}) * {k * k})"
 
     def plain_text(self, p):
         return f"upsampleᵀ({p.text(self.args[0])})"
