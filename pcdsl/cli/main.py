@@ -346,6 +346,7 @@ def plot(runs, output, csv_file):
     from ..visual.figures import training_figure
     targets = [Path(output)] + ([Path(csv_file)] if csv_file else [])
     _require_folders(targets)
+    _require_png(Path(output))
     curves = [run_curves(Path(run)) for run in runs]
     for run in curves:
         if run.skipped_lines:
@@ -377,8 +378,9 @@ def trace(source, output, csv_file, json_file, data_spec, batch, beta, steps, fr
     model file (weights initialised from --seed) or a run folder or checkpoint (its weights)."""
     import torch
     from ..visual.figures import trace_figure
-    from ..visual.trace import relaxation_trace, trace_csv, trace_json
+    from ..visual.trace import first_non_finite, relaxation_trace, trace_csv, trace_json
     _require_folders([Path(p) for p in (output, csv_file, json_file) if p])
+    _require_png(Path(output))
     generator = torch.Generator().manual_seed(seed)
     if Path(source).is_dir() or Path(source).suffix == ".pt":
         from ..runtime.trainer import load_run, run_data
@@ -399,11 +401,19 @@ def trace(source, output, csv_file, json_file, data_spec, batch, beta, steps, fr
         x, label = _gradcheck_batch(model, compiled, data_spec, batch, generator)
         what = f"{compiled.ir.name}, initial weights (seed {seed})"
     model.eval()
+    if model.OUTPUT is not None and config.algorithm != "ep":
+        click.echo(f"note: the trace shows EP's free and nudged phases; {model.NAME} trains with "
+                   f"{config.algorithm}, whose own sweeps are not traced", err=True)
     phases = relaxation_trace(model, x.to(next(model.parameters()).dtype), label,
                               beta=config.beta if beta is None else beta,
                               steps=config.steps if steps is None else steps,
                               free_steps=free_steps or config.free_steps, scheme=config.scheme,
-                              mod=config.update == "modpgd", synchronous=config.traversal == "sync")
+                              mod=config.update == "modpgd", synchronous=config.traversal == "sync",
+                              label_state=config.label_state if model.OUTPUT is None else None)
+    ran_away = first_non_finite(phases)
+    if ran_away:
+        click.echo(f"warning: the relaxation ran away: the energy is not finite from iteration {ran_away[1]} of "
+                   f"the {ran_away[0]} phase (a smaller relax step, beta or learning rate)", err=True)
     _write_bytes(Path(output), trace_figure(phases, f"{what}: batch of {x.shape[0]}"))
     if csv_file:
         _write_output(Path(csv_file), trace_csv(phases))
@@ -506,6 +516,11 @@ def export(source, onnx_file, seed, set_items):
                if report["checked"] else "not checked: onnxruntime is not installed")
     click.echo(f"wrote {onnx_file} ({model.NAME}, {what}; {report['parameters']:,} parameters, "
                f"output `{report['output']}`; {checked})", err=True)
+
+
+def _require_png(path: Path) -> None:
+    if path.suffix.lower() != ".png":
+        raise UserError(f"{path}: the picture is written as PNG; name it .png")
 
 
 def _require_folders(targets: list[Path]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pcdsl.diagnostics import PcdslError
 from pcdsl.parse.parser import parse_text
 
 _TOKEN = re.compile(r"""
@@ -110,7 +111,9 @@ def _spaced(tokens: list[str]) -> str:
     """One statement's tokens joined with the canonical spacing."""
     out, previous, parens, brackets, unary_at = "", None, 0, 0, set()
     for index, token in enumerate(tokens):
-        if token == "-" and (previous is None or previous in _BEFORE_UNARY):
+        # a sign: after an operator or an opening, or after a train setting's name (`seed -1`)
+        if token in ("-", "+") and (previous is None or previous in _BEFORE_UNARY
+                                    or (index == 1 and previous not in _STATEMENT_WORDS)):
             unary_at.add(index)
         if previous is None or token in {",", ")", "]"} or previous in {"(", "["}:
             gap = ""
@@ -134,6 +137,7 @@ def _spaced(tokens: list[str]) -> str:
 
 
 _BEFORE_UNARY = {"(", "[", ",", "=", "~", ":", ">=", "+", "-", "*", "/", "**"}
+_STATEMENT_WORDS = {"model", "train", "size", "input", "state", "output", "label", "def", "energy", "cost"}
 
 
 def _declaration_columns(tokens: list[str]) -> list[str] | None:
@@ -218,7 +222,11 @@ def format_text(text: str) -> str:
         _emit(out, line, "  " * line.depth + text_line)
     flush()
     result = "\n".join(out).rstrip("\n") + "\n"
-    if parse_text(result) != tree:
+    try:
+        same = parse_text(result) == tree
+    except PcdslError:
+        same = False
+    if not same:
         raise FormatError("the canonical layout would change what the file says (a bug in pcdsl fmt); "
                           "the file is left as it is")
     if text.count("#") != result.count("#"):

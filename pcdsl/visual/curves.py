@@ -54,9 +54,12 @@ def run_curves(folder: Path | str) -> RunCurves:
     if not records:
         raise PlotError(f"{metrics} holds no completed epoch")
     config = _config(folder)
-    model = config.get("model", {}).get("name") or folder.name
-    algorithm = str(records[-1].get("algorithm") or config.get("config", {}).get("algorithm") or "?")
-    generative = all(r.get("test_acc") is None for r in records) and all(r.get("train_acc") is None for r in records)
+    described = config.get("model") if isinstance(config.get("model"), dict) else {}
+    settings = config.get("config") if isinstance(config.get("config"), dict) else {}
+    model = str(described.get("name") or folder.name)
+    algorithm = str(records[-1].get("algorithm") or settings.get("algorithm") or "?")
+    # a generative model logs no training accuracy (a generative classifier has a test accuracy)
+    generative = all(r.get("train_acc") is None for r in records)
     curves = RunCurves(folder, model, algorithm, generative, skipped_lines=skipped)
     by_epoch = {r["epoch"]: r for r in records}        # a resumed run rewrote its file: the last wins
     curves.epochs = sorted(by_epoch)

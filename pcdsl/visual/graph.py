@@ -50,18 +50,22 @@ def model_dot(checked: CheckedModel) -> str:
             label = f"{var.name}\n{shape}\n{var.role}"
             lines.append(f"  {_quote(var.name)} [label={_quote(label)}, shape=box, style=filled, "
                          f"fillcolor={_quote('#eeeeee')}];")
-    params_of: dict[str, list[str]] = {}
+    params_of: dict[str, list] = {}
     for param in checked.params.values():
-        params_of.setdefault(param.owner, []).append(f"{param.name} ({param.kind})")
+        params_of.setdefault(param.owner, []).append(param)
     for term in checked.terms:
-        reads = sorted(term.states - {term.target}) + ([ir.input.name] if term.reads_input
-                                                        and term.target != ir.input.name else [])
-        label = "\n".join(params_of.get(term.name, [])) or " "
+        label = "\n".join(f"{p.name} ({p.kind})" for p in params_of.get(term.name, [])) or " "
         if term.target is not None:
-            for source in reads:
-                lines.append(f"  {_quote(source)} -> {_quote(term.target)} [label={_quote(label)}];")
-            if not reads:       # a prediction of constants and parameters only
-                lines.append(f"  {_quote(term.target)} -> {_quote(term.target)} [label={_quote(label)}];")
+            bases = checked.definitions.bases(term.prediction)
+            reads = [v.name for v in ir.variables if checked.symbols.get(v.name) in bases]
+            if not reads:       # a prediction of constants and parameters only: a note, not an arrow
+                node = f"prediction:{term.target}"
+                lines.append(f"  {_quote(node)} [label={_quote('constant prediction' + chr(10) + label)}, "
+                             "shape=note, fontsize=9];")
+                lines.append(f"  {_quote(node)} -> {_quote(term.target)};")
+            for source, params in _by_source(term.name, reads, params_of.get(term.name, [])).items():
+                text = "\n".join(f"{p.name} ({p.kind})" for p in params) or " "
+                lines.append(f"  {_quote(source)} -> {_quote(term.target)} [label={_quote(text)}];")
         else:
             node = f"energy:{term.name}"
             title = f"energy {term.name}" + (f"\n{label}" if label.strip() else "")
@@ -74,6 +78,20 @@ def model_dot(checked: CheckedModel) -> str:
                      f"[label={_quote(f'cost {ir.cost.kind}')}, style=dotted, dir=none];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _by_source(owner: str, sources: list[str], params: list) -> dict[str, list]:
+    """Each arrow's parameters: a weight named `<owner>_w_<source>` (docs/language.md, parameter
+    names) on its source's arrow, the rest (biases) on the first arrow."""
+    arrows: dict[str, list] = {source: [] for source in sources}
+    for param in params:
+        source = next((s for s in sources if param.name == f"{owner}_w_{s}"
+                       or param.name.startswith(f"{owner}_w_{s}_")), None)
+        if source is None and sources:
+            source = sources[0]
+        if source is not None:
+            arrows[source].append(param)
+    return arrows
 
 
 def render(dot_text: str, fmt: str) -> bytes:

@@ -31,10 +31,19 @@ class PhaseTrace:
 @torch.no_grad()
 def relaxation_trace(model, x: torch.Tensor, label: torch.Tensor | None, *, beta: float, steps: int,
                      free_steps: int | None = None, scheme: str = "centered", mod: bool = True,
-                     synchronous: bool = False) -> list[PhaseTrace]:
+                     synchronous: bool = False, label_state: str | None = None) -> list[PhaseTrace]:
     """The free phase (the feedforward pass: one point; otherwise `free_steps` iterations from
     rest, FREE_STEPS unless given) and the nudged phases of `scheme` (`steps` iterations each
-    from the free state; none for a generative model, which has no cost)."""
+    from the free state; none for a generative model, which has no cost). A generative
+    classifier's free phase (`label_state`) is the clamped one its training runs: synchronous
+    sweeps with that state held at the one-hot `label`."""
+    if label_state is not None:
+        from pcdsl.runtime.estimators import one_hot
+        value = one_hot(model, label_state, label, x)
+        path = [{**model.initial_states(x), label_state: value}]
+        for _ in range(model.FREE_STEPS if free_steps is None else free_steps):
+            path.append({**model.relax(x, path[-1], None, 0.0, 1, mod, True), label_state: value})
+        return [_phase(model, x, label, f"free ({label_state} clamped to the label)", 0.0, path)]
     if model.FEEDFORWARD:
         free_path = [model(x)]
     else:
@@ -76,6 +85,15 @@ def _phase(model, x, label, name: str, beta: float, path: list[dict]) -> PhaseTr
             change = None if t == 0 else float(torch.sqrt(((states[state] - path[t - 1][state]) ** 2).mean()))
             phase.changes.setdefault(state, []).append(change)
     return phase
+
+
+def first_non_finite(phases: list[PhaseTrace]) -> tuple[str, int] | None:
+    """(phase, iteration) where the energy first stops being finite (a relaxation that ran away)."""
+    for phase in phases:
+        for t, value in zip(phase.iterations, phase.total):
+            if not math.isfinite(value):
+                return phase.name, t
+    return None
 
 
 def trace_json(phases: list[PhaseTrace]) -> list[dict]:

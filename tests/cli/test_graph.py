@@ -66,3 +66,11 @@ def test_the_command_writes_dot_and_says_what_it_needs_for_svg(tmp_path):
         assert svg.exit_code == 0 and (tmp_path / "m.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     else:
         assert svg.exit_code == 1 and "Graphviz" in svg.output and not (tmp_path / "m.svg").exists()
+
+
+def test_a_recurrent_prediction_is_an_arrow_from_the_state_to_itself_with_its_own_weight():
+    graph = _graph(ROOT / "tests" / "models" / "own_prediction_recurrent.pc")
+    assert ("h1", "h1") in _edges(graph)
+    labels = {(e.get_source().strip('"'), e.get_destination().strip('"')): e.get("label").strip('"')
+              for e in graph.get_edges()}
+    assert labels[("h1", "h1")] == "h1_w_h1 (dense)" and "h1_w_h1" not in labels[("x", "h1")]

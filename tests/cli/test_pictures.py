@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import MODELS, build, random_batch, run_cli
+from helpers import MODELS, ROOT, build, random_batch, run_cli
 from pcdsl.visual.curves import PlotError, run_curves
 from pcdsl.visual.trace import relaxation_trace, trace_csv, trace_json
 
@@ -156,3 +156,31 @@ def test_a_relaxation_that_runs_away_is_written_as_null(tmp_path):
     phases[0].total[0] = float("inf")
     assert trace_json(phases)[0]["total"][0] is None
     assert "inf" in trace_csv(phases)
+
+
+def test_a_generative_classifier_is_traced_with_its_label_clamped():
+    from pcdsl.runtime.estimators import clamped_free_phase, one_hot
+    _, model = build(ROOT / "examples" / "generative_classifier_mnist.pc")
+    x = torch.rand((2, 784), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    label = torch.tensor([3, 7])
+    phase, = relaxation_trace(model, x, label, beta=0.1, steps=1, free_steps=6, label_state="c")
+    states = clamped_free_phase(model, x, "c", one_hot(model, "c", label, x), 6)
+    assert phase.total[-1] == pytest.approx(float(model.energy(x, states).mean()), rel=1e-9)
+    assert all(change == 0.0 for change in phase.changes["c"][1:])
+
+
+def test_a_runaway_relaxation_is_said_and_pictures_must_be_png(tmp_path):
+    result = run("trace", ROOT / "tests" / "models" / "own_prediction_recurrent.pc", "--set", "relax_step=50",
+                 "-o", tmp_path / "r.png")
+    assert result.exit_code == 0 and "ran away" in result.output
+    refused = run("trace", MODELS / "mlp_digits.pc", "-o", tmp_path / "r.svg")
+    assert refused.exit_code == 1 and ".png" in refused.output
+
+
+def test_a_run_without_training_accuracy_is_generative_even_with_a_test_accuracy(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "algorithm": "pcil", "train_loss": 0.01,
+                                                        "train_acc": None, "test_loss": 0.01, "test_acc": 0.8,
+                                                        "lr": 0.1}) + "\n")
+    (tmp_path / "config.json").write_text('{"model": "not a dict", "config": []}')
+    curves = run_curves(tmp_path)
+    assert curves.generative and curves.model == tmp_path.name

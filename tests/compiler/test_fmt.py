@@ -98,3 +98,11 @@ def test_the_command_rewrites_checks_and_refuses_what_does_not_parse(tmp_path):
     assert broken.read_text() == "model m {\n  state h ~ relu(\n"
     with pytest.raises(PcdslError):
         format_text("model m { $ }")
+
+
+def test_signs_stay_signs():
+    text = ("model m {\n  input x : [4]\n  label y : [2]\n  state h : [3] >= +0 ~ relu(dense(x, 3))\n"
+            "  output o : [2] ~ dense(h, 2)\n  cost cross_entropy(o, y)\n}\ntrain {\n  seed -1\n}\n")
+    formatted = format_text(text)
+    assert ">= +0 ~" in formatted and "  seed -1\n" in formatted
+    assert parse_text(formatted) == parse_text(text)

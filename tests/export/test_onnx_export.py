@@ -44,3 +44,9 @@ def test_the_command_exports_a_run_and_refuses_set_on_it(tmp_path):
     assert refused.exit_code == 1 and not (tmp_path / "n.onnx").exists()
     missing = run_cli("export", out, "--onnx", tmp_path / "nowhere" / "m.onnx")
     assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+def test_a_model_whose_free_phase_diverges_is_refused_for_what_it_is(tmp_path):
+    result = run_cli("export", ROOT / "tests" / "models" / "own_prediction_recurrent.pc", "--set", "relax_step=50",
+                     "--onnx", tmp_path / "m.onnx")
+    assert result.exit_code == 1 and "diverges" in result.output
