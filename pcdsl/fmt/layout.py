@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from pcdsl.diagnostics import PcdslError
 from pcdsl.parse.parser import parse_text
+from pcdsl.parse.train_block import ALL_SETTINGS
 
 _TOKEN = re.compile(r"""
     (?P<comment>\#[^\n]*)
@@ -82,6 +83,7 @@ def _statements(text: str) -> list[_Line]:
             physical.append([[], None, True])
         else:
             current[0].append(value)
+    physical = [split_part for line in physical for split_part in _split_statements(line)]
     lines: list[_Line] = []
     blank = False
     open_brackets = 0
@@ -90,7 +92,8 @@ def _statements(text: str) -> list[_Line]:
         if not tokens and comment is None:
             blank = blank or (bool(lines) and not split)
             continue
-        starts_with_operator = bool(tokens) and tokens[0] in BINARY | {"~", "=", ","}
+        # no statement starts with these: the line continues the one before
+        starts_with_operator = bool(tokens) and tokens[0] in BINARY | {"~", "=", ",", ">=", ":", "(", "[", "in"}
         if lines and lines[-1].tokens and (continuing or (starts_with_operator and tokens)):
             line = lines[-1]
             line.tokens += tokens
@@ -103,8 +106,32 @@ def _statements(text: str) -> list[_Line]:
             open_brackets += token in OPENING
             open_brackets -= token in CLOSING
         last = lines[-1].tokens[-1] if lines[-1].tokens else None
-        continuing = bool(lines[-1].tokens) and (open_brackets > 0 or last in BINARY | {"~", "=", ","})
+        bare_keyword = lines[-1].tokens == [last] and last in _STATEMENT_WORDS - {"model", "train"}
+        continuing = bool(lines[-1].tokens) and (open_brackets > 0 or bare_keyword
+                                                 or last in BINARY | {"~", "=", ",", ">=", ":", "in"})
     return lines
+
+
+def _split_statements(line: list) -> list[list]:
+    """A physical line holding several statements, cut where the next one starts: a statement
+    keyword, a pc_term's `NAME ~`, or a train setting's name, at bracket depth 0 and after
+    something that can end a statement."""
+    tokens, comment, split = line
+    parts, start, depth = [], 0, 0
+    for index, token in enumerate(tokens):
+        if index > start and depth == 0 and _ends_statement(tokens[index - 1]) and (
+                token in _STATEMENT_WORDS - {"in"}
+                or (re.match(r"[A-Za-z_]", token) and index + 1 < len(tokens) and tokens[index + 1] == "~")
+                or (token in _SETTING_WORDS and tokens[index - 1] not in _SETTING_WORDS)):
+            parts.append([tokens[start:index], None, split])
+            start = index
+        depth += (token in OPENING) - (token in CLOSING)
+    parts.append([tokens[start:], comment, split])
+    return parts
+
+
+def _ends_statement(token: str) -> bool:
+    return token in {")", "]", '"'} or token.endswith('"') or bool(re.match(r"[A-Za-z0-9_.]", token))
 
 
 def _spaced(tokens: list[str]) -> str:
@@ -138,6 +165,7 @@ def _spaced(tokens: list[str]) -> str:
 
 _BEFORE_UNARY = {"(", "[", ",", "=", "~", ":", ">=", "+", "-", "*", "/", "**"}
 _STATEMENT_WORDS = {"model", "train", "size", "input", "state", "output", "label", "def", "energy", "cost"}
+_SETTING_WORDS = set(ALL_SETTINGS)
 
 
 def _declaration_columns(tokens: list[str]) -> list[str] | None:

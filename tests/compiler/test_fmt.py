@@ -106,3 +106,13 @@ def test_signs_stay_signs():
     formatted = format_text(text)
     assert ">= +0 ~" in formatted and "  seed -1\n" in formatted
     assert parse_text(formatted) == parse_text(text)
+
+
+def test_statements_sharing_a_line_get_one_line_each():
+    one_line = ("model m { input x : [4] label y : [2] state h : [3] >= 0 ~ relu(dense(x, 3)) "
+                "output o : [2] ~ dense(h, 2) cost\n cross_entropy(o, y) }\n"
+                "train { ep(beta=0.1) sgd(lr=0.1) batch 32 precision float32 }\n")
+    assert format_text(one_line) == (
+        "model m {\n  input  x : [4]\n  label  y : [2]\n  state  h : [3] >= 0 ~ relu(dense(x, 3))\n"
+        "  output o : [2]      ~ dense(h, 2)\n  cost cross_entropy(o, y)\n}\ntrain {\n"
+        "  ep(beta=0.1)\n  sgd(lr=0.1)\n  batch 32\n  precision float32\n}\n")
