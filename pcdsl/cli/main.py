@@ -270,10 +270,19 @@ def _launch_local(nproc: int) -> None:
     isolated = ("-P",) if sys.version_info >= (3, 11) else ()
     try:
         elastic_launch(config, sys.executable)(*isolated, "-m", "pcdsl", *arguments)
-    except ChildFailedError as error:     # the failing process has said why
+    except ChildFailedError as error:     # the failing process has said why, unless it was killed
         # the status of the process that failed first (the others were stopped because it did);
         # a negative code is a process killed by that signal: the shell's 128 + signal
-        code = error.get_first_failure()[1].exitcode
+        rank, failure = error.get_first_failure()
+        code = failure.exitcode
+        if code < 0:      # killed: it could not say so, and the launcher may stop the others first
+            import signal as signals
+            try:
+                name = signals.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            click.echo(f"error: training process {rank} was killed by {name}; the run stopped with it (its last "
+                       "checkpoint is kept: continue with the same command and --resume)", err=True)
         sys.exit(128 - code if code < 0 else code)
     except SignalException as error:       # the launcher stopped the processes on a signal
         sys.exit(128 + int(error.sigval))

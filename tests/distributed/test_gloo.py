@@ -201,5 +201,7 @@ def test_a_process_killed_ends_the_run_with_a_clear_message(tmp_path):
     os.kill(max(pids), signal.SIGKILL)            # one of the two training processes
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGKILL, stderr     # the status of the process that failed first
-    assert "lost contact with the other processes of the run" in stderr
+    # the survivor says so when it notices first; the launcher may stop it before it does, and
+    # then the command names the process that was killed (both, often)
+    assert "was killed by SIGKILL" in stderr, stderr
     assert "internal error" not in stderr and "this is a bug" not in stderr, stderr
