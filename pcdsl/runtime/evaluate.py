@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from pcdsl.runtime.estimators import reconstruction_errors
+from pcdsl.runtime.generate import explain
 
 
 def correct_counts(logits: torch.Tensor, label: torch.Tensor, num_classes: int) -> tuple[int, int | None]:
@@ -36,7 +37,6 @@ def evaluation_sums(model, split, batch_size: int, *, free_steps: int | None = N
             continue
         x, label = x.to(reference.device, reference.dtype), label.to(reference.device)
         if model.OUTPUT is None:
-            from pcdsl.runtime.generate import explain
             states, energies = explain(model, x, free_steps, label_state)
             hits, hits5 = (0, 0) if energies is None else correct_counts(-energies, label, energies.shape[1])
             errors = reconstruction_errors(model, x, states)

@@ -41,14 +41,10 @@ def require_generative(model) -> None:
 
 
 def top_states(model) -> list[str]:
-    """The states no `~` term predicts: where the ancestral pass starts."""
-    reference = next(model.parameters())
-    zeros = {name: torch.zeros((1, *shape), dtype=reference.dtype, device=reference.device)
-             for name, shape in model.STATE_SHAPES.items()}
-    with torch.no_grad():
-        predicted = model.predictions(torch.zeros((1, *model.INPUT_SHAPE), dtype=reference.dtype,
-                                                  device=reference.device), zeros)
-    return [state for state in model.STATES if state not in predicted]
+    """The states no `~` term predicts: where the ancestral pass starts. A `~` term is named
+    after its target and an `energy` term has a name of its own (E102), so the predicted states
+    are those that name a term in TERM_PARAMETERS."""
+    return [state for state in model.STATES if state not in model.TERM_PARAMETERS]
 
 
 @torch.no_grad()

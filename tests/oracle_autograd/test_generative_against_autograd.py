@@ -52,8 +52,8 @@ def _data(batch=5, seed=3):
     return torch.rand((batch, 12), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def _model():
-    _, model = build(GENERATIVE)
+def _model(text: str = GENERATIVE):
+    _, model = build(text)
     with torch.no_grad():              # weights large enough for the latents to matter
         for p in model.parameters():
             p.mul_(2.0)
@@ -215,11 +215,7 @@ def _clamped_by_hand(model, x, c, steps):
 
 
 def _classifier():
-    _, model = build(CLASSIFIER)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(2.0)
-    return model
+    return _model(CLASSIFIER)
 
 
 def test_clamped_inference_and_its_update_equal_the_hand_written_ones():
