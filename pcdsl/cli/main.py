@@ -494,6 +494,20 @@ def fmt(files, check):
 
 
 @main.command()
+@reports_errors
+def lsp():
+    """Run the language server on standard input and output, for editors: pcdsl's diagnostics
+    as you type, hover with each state's shape and derived update rule, go to definition (macros,
+    states, sizes), completion, an outline and formatting. editors/vscode starts it; any LSP
+    client can."""
+    try:
+        from ..editor.language_server import serve_stdio
+    except ImportError as err:
+        raise UserError(f"the language server needs pygls ({err}): pip install \"pcdsl[lsp]\"")
+    serve_stdio()
+
+
+@main.command()
 @click.argument("source", type=click.Path())
 @click.option("--onnx", "onnx_file", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Initial weights of a model file; check inputs.")

@@ -1,0 +1,171 @@
+# ---------------------------------------------------------------------------------------------
+# The language server (`pcdsl lsp`): pcdsl's own diagnostics as you type, hover, go to
+# definition, completion, an outline and formatting, for any editor that speaks the Language Server
+# Protocol. Every answer comes from analysis.py; this module only translates between the
+# protocol (pygls, lsprotocol) and it: positions in the client's units, ranges, messages.
+#
+# Diagnostics wait for a short pause in typing (DEBOUNCE_SECONDS) so that a burst of keystrokes
+# compiles once; a hover or a jump compiles the current text at once if it has not been yet.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+from pygls.workspace.position_codec import ServerTextPosition, ServerTextRange
+
+from .. import __version__
+from ..diagnostics import PcdslError
+from .analysis import Analysis, TextRange, analyse, completions
+
+DEBOUNCE_SECONDS = 0.3
+
+_SYMBOL_KINDS = {
+    "size": types.SymbolKind.Constant, "input": types.SymbolKind.Variable, "state": types.SymbolKind.Variable,
+    "output": types.SymbolKind.Variable, "label": types.SymbolKind.Variable, "energy": types.SymbolKind.Property,
+    "macro": types.SymbolKind.Function,
+}
+
+
+_COMPLETION_KINDS = {
+    "keyword": types.CompletionItemKind.Keyword, "operator": types.CompletionItemKind.Function,
+    "macro": types.CompletionItemKind.Function, "name": types.CompletionItemKind.Variable,
+    "option": types.CompletionItemKind.Property, "setting": types.CompletionItemKind.Property,
+    "cost": types.CompletionItemKind.Function,
+}
+
+
+class PcdslLanguageServer(LanguageServer):
+    def __init__(self):
+        super().__init__("pcdsl", __version__)
+        self.analyses: dict[str, tuple[Optional[int], Analysis]] = {}    # uri -> (version, analysis)
+        self.pending: dict[str, asyncio.Task] = {}
+
+    def analysis(self, document: TextDocument) -> Analysis:
+        """The analysis of the document's current text, made now if it is not there yet."""
+        version, found = self.analyses.get(document.uri, (None, None))
+        if found is not None and version == document.version and found.text == document.source:
+            return found
+        fresh = analyse(document.source, _file_name(document.uri), previous=found)
+        self.analyses[document.uri] = (document.version, fresh)
+        return fresh
+
+    def publish(self, document: TextDocument) -> None:
+        analysis = self.analysis(document)
+        diagnostics = [types.Diagnostic(range=_client_range(document, p.range), message=p.message,
+                                        severity=types.DiagnosticSeverity.Error, code=p.code, source="pcdsl")
+                       for p in analysis.problems]
+        self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+            uri=document.uri, version=document.version, diagnostics=diagnostics))
+
+    def schedule(self, uri: str, delay: float) -> None:
+        if uri in self.pending:
+            self.pending.pop(uri).cancel()
+        self.pending[uri] = asyncio.get_running_loop().create_task(self._publish_later(uri, delay))
+
+    async def _publish_later(self, uri: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.pending.pop(uri, None)
+        self.publish(self.workspace.get_text_document(uri))
+
+
+def _file_name(uri: str) -> str:
+    return to_fs_path(uri) or uri
+
+
+def _client_range(document: TextDocument, where: TextRange) -> types.Range:
+    return document.range_to_client_units(ServerTextRange(
+        start=ServerTextPosition(*where.start), end=ServerTextPosition(*where.end)))
+
+
+def _position(document: TextDocument, position: types.Position) -> tuple[int, int]:
+    found = document.position_from_client_units(position)
+    return found.line, found.character
+
+
+def make_server() -> PcdslLanguageServer:
+    server = PcdslLanguageServer()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    async def did_open(ls: PcdslLanguageServer, params: types.DidOpenTextDocumentParams):
+        ls.schedule(params.text_document.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    async def did_change(ls: PcdslLanguageServer, params: types.DidChangeTextDocumentParams):
+        ls.schedule(params.text_document.uri, DEBOUNCE_SECONDS)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    async def did_save(ls: PcdslLanguageServer, params: types.DidSaveTextDocumentParams):
+        ls.schedule(params.text_document.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    async def did_close(ls: PcdslLanguageServer, params: types.DidCloseTextDocumentParams):
+        uri = params.text_document.uri
+        if uri in ls.pending:
+            ls.pending.pop(uri).cancel()
+        ls.analyses.pop(uri, None)
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    def hover(ls: PcdslLanguageServer, params: types.HoverParams) -> Optional[types.Hover]:
+        document = ls.workspace.get_text_document(params.text_document.uri)
+        found = ls.analysis(document).hover(_position(document, params.position))
+        if found is None:
+            return None
+        text, where = found
+        return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
+                           range=_client_range(document, where))
+
+    @server.feature(types.TEXT_DOCUMENT_DEFINITION)
+    def definition(ls: PcdslLanguageServer, params: types.DefinitionParams) -> Optional[types.Location]:
+        document = ls.workspace.get_text_document(params.text_document.uri)
+        where = ls.analysis(document).definition(_position(document, params.position))
+        if where is None:
+            return None
+        return types.Location(uri=document.uri, range=_client_range(document, where))
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["(", ",", "~"]))
+    def completion(ls: PcdslLanguageServer, params: types.CompletionParams) -> types.CompletionList:
+        document = ls.workspace.get_text_document(params.text_document.uri)
+        found = completions(ls.analysis(document), _position(document, params.position))
+        return types.CompletionList(is_incomplete=False, items=[
+            types.CompletionItem(label=c.label, kind=_COMPLETION_KINDS[c.kind], detail=c.detail or None,
+                                 insert_text=c.insert) for c in found])
+
+    @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    def document_symbols(ls: PcdslLanguageServer, params: types.DocumentSymbolParams
+                         ) -> list[types.DocumentSymbol]:
+        document = ls.workspace.get_text_document(params.text_document.uri)
+        symbols = []
+        for declaration in ls.analysis(document).declarations():
+            where = _client_range(document, declaration.range)
+            symbols.append(types.DocumentSymbol(
+                name=declaration.name, detail=declaration.kind, kind=_SYMBOL_KINDS[declaration.kind],
+                range=where, selection_range=where))
+        return symbols
+
+    @server.feature(types.TEXT_DOCUMENT_FORMATTING)
+    def formatting(ls: PcdslLanguageServer, params: types.DocumentFormattingParams
+                   ) -> Optional[list[types.TextEdit]]:
+        from ..fmt import format_text
+        document = ls.workspace.get_text_document(params.text_document.uri)
+        try:
+            formatted = format_text(document.source)
+        except PcdslError:
+            return None                      # the diagnostics already say why the text has no layout
+        if formatted == document.source:
+            return []
+        lines = document.lines
+        end = types.Position(line=len(lines), character=0)
+        return [types.TextEdit(range=types.Range(start=types.Position(line=0, character=0), end=end),
+                               new_text=formatted)]
+
+    return server
+
+
+def serve_stdio() -> None:
+    make_server().start_io()

@@ -1,0 +1,217 @@
+# ---------------------------------------------------------------------------------------------
+# The language server in a real session: `python -m pcdsl lsp` started as editors start it, and
+# driven over stdio by pygls's LSP client (JSON-RPC, as VS Code speaks it): initialize, open a
+# file with an error, receive the diagnostic at the place the file itself states, hover, go to a
+# macro's definition, fix the error as you type, format, shut down.
+#
+# Oracles: the invalid model's `# expect:` line; positions found by regular expressions here;
+# UTF-16 columns counted here for a line with characters outside the BMP.
+# ---------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+
+import pytest
+
+pytest.importorskip("pygls", reason="the language server needs pygls (pip install \"pcdsl[lsp]\")")
+
+from lsprotocol import types                              # noqa: E402
+from pygls.lsp.client import LanguageClient               # noqa: E402
+
+from compiler.cases import invalid_cases                  # noqa: E402
+from pcdsl.fmt import format_text                         # noqa: E402
+
+CASE = next(c for c in invalid_cases() if c.id.startswith("E101_init_gain_state"))
+URI = "file:///tmp/pcdsl-lsp-session/model.pc"
+TIMEOUT = 60
+
+
+def _where(text: str, pattern: str) -> types.Position:
+    match = re.search(pattern, text, flags=re.MULTILINE)
+    start = match.start(1)
+    return types.Position(line=text.count("\n", 0, start), character=start - (text.rfind("\n", 0, start) + 1))
+
+
+class Session:
+    """A client with the server's diagnostics collected per document version."""
+
+    def __init__(self):
+        self.client = LanguageClient("pcdsl-test", "1")
+        self.diagnostics: asyncio.Queue = asyncio.Queue()
+        @self.client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def published(params: types.PublishDiagnosticsParams):
+            self.diagnostics.put_nowait(params)
+
+    async def next_diagnostics(self) -> types.PublishDiagnosticsParams:
+        return await asyncio.wait_for(self.diagnostics.get(), TIMEOUT)
+
+    def document(self) -> types.TextDocumentIdentifier:
+        return types.TextDocumentIdentifier(uri=URI)
+
+
+async def _session() -> dict:
+    session = Session()
+    client = session.client
+    await client.start_io(sys.executable, "-m", "pcdsl", "lsp")
+    seen: dict = {}
+    try:
+        result = await asyncio.wait_for(client.initialize_async(types.InitializeParams(
+            process_id=None, capabilities=types.ClientCapabilities(
+                general=types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf16])))),
+            TIMEOUT)
+        seen["capabilities"] = result.capabilities
+        client.initialized(types.InitializedParams())
+
+        # open a file with an error
+        text = CASE.path.read_text()
+        client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+            uri=URI, language_id="pcdsl", version=1, text=text)))
+        seen["opened"] = await session.next_diagnostics()
+        seen["hover_broken"] = await client.text_document_hover_async(types.HoverParams(
+            text_document=session.document(), position=_where(text, r"^\s*state\s+(h1)")))
+
+        # fix it by typing: replace the wrong name (an incremental change of two characters)
+        wrong = _where(text, r"init_gain\((h2)=")
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(start=wrong, end=types.Position(line=wrong.line, character=wrong.character + 2)),
+                text="h1")]))
+        seen["fixed"] = await session.next_diagnostics()
+        fixed = text.replace("init_gain(h2=", "init_gain(h1=")
+        seen["hover_state"] = await client.text_document_hover_async(types.HoverParams(
+            text_document=session.document(), position=_where(fixed, r"dense\((h1), 10\)")))
+        seen["definition_state"] = await client.text_document_definition_async(types.DefinitionParams(
+            text_document=session.document(), position=_where(fixed, r"dense\((h1), 10\)")))
+        seen["symbols"] = await client.text_document_document_symbol_async(types.DocumentSymbolParams(
+            text_document=session.document()))
+
+        # a macro, laid out messily, with a comment holding characters outside the BMP before an
+        # error on the same line: UTF-16 counts each of them as two units
+        messy = ("model m {\n  input x : [4]\n  def   layer(src,n)=relu(dense(src,n)+bias)\n"
+                 "  state h : [8]>=0 ~ layer(x,8)\n  output o : [2] ~ dense(h, 2)\n  label y : [2]\n"
+                 "  cost squared_error(o, y)\n}\n")
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=3),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=messy)]))
+        seen["messy"] = await session.next_diagnostics()
+        seen["messy_text"] = messy
+        seen["definition_macro"] = await client.text_document_definition_async(types.DefinitionParams(
+            text_document=session.document(), position=_where(messy, r"~ (layer)\(")))
+        seen["completion"] = await client.text_document_completion_async(types.CompletionParams(
+            text_document=session.document(), position=_where(messy, r"~ dense\(()h, 2\)")))
+        seen["formatting"] = await client.text_document_formatting_async(types.DocumentFormattingParams(
+            text_document=session.document(), options=types.FormattingOptions(tab_size=2, insert_spaces=True)))
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=4),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(
+                text=messy + 'train {\n  data "😀😀" $\n}\n')]))
+        seen["wide"] = await session.next_diagnostics()
+
+        client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=session.document()))
+        seen["closed"] = await session.next_diagnostics()
+        await asyncio.wait_for(client.shutdown_async(None), TIMEOUT)
+        client.exit(None)
+        await asyncio.wait_for(client.stop(), TIMEOUT)
+        seen["returncode"] = client._server.returncode
+    finally:
+        if client._server is not None and client._server.returncode is None:
+            client._server.kill()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def session() -> dict:
+    return asyncio.run(_session())
+
+
+def test_the_server_announces_what_it_answers(session):
+    capabilities = session["capabilities"]
+    assert capabilities.hover_provider and capabilities.definition_provider
+    assert capabilities.document_symbol_provider and capabilities.document_formatting_provider
+    assert capabilities.completion_provider is not None
+    assert capabilities.position_encoding == types.PositionEncodingKind.Utf16
+
+
+def test_opening_a_file_with_an_error_gives_its_diagnostic_at_the_stated_range(session):
+    published = session["opened"]
+    assert published.uri == URI and published.version == 1
+    (diagnostic,) = published.diagnostics
+    assert diagnostic.code == CASE.code and diagnostic.source == "pcdsl"
+    assert diagnostic.severity == types.DiagnosticSeverity.Error
+    assert (diagnostic.range.start.line, diagnostic.range.start.character) == (CASE.line - 1, CASE.column - 1)
+    assert (diagnostic.range.end.line, diagnostic.range.end.character) == (CASE.line - 1, CASE.column + 1)  # `h2`
+    assert "unknown name `h2`" in diagnostic.message and CASE.hint in diagnostic.message
+
+
+def test_hover_while_the_file_has_an_error_shows_the_statement_only(session):
+    value = session["hover_broken"].contents.value
+    assert "state  h1 : [32] >= 0" in value and "once the model checks" in value
+
+
+def test_typing_the_fix_clears_the_diagnostic(session):
+    assert session["fixed"].version == 2 and not session["fixed"].diagnostics
+
+
+def test_hover_on_a_state_gives_its_shape_and_derived_update_rule(session):
+    hover = session["hover_state"]
+    assert "**state** `h1` : `[32]`, domain `>= 0`" in hover.contents.value
+    assert "derived update" in hover.contents.value and "h1 <- relu(" in hover.contents.value
+    assert hover.range.end.character - hover.range.start.character == 2
+
+
+def test_definition_of_a_state_and_of_a_macro(session):
+    text = CASE.path.read_text()
+    location = session["definition_state"]
+    assert location.uri == URI and location.range.start == _where(text, r"^\s*state\s+(h1)")
+    macro = session["definition_macro"]
+    assert macro.range.start == _where(session["messy_text"], r"def\s+(layer)\(")
+
+
+def test_completion_offers_the_declared_names_macros_and_operators(session):
+    items = {item.label: item for item in session["completion"].items}
+    assert {"x", "h", "o", "layer", "dense", "conv", "bias"} <= set(items)
+    assert items["layer"].kind == types.CompletionItemKind.Function and items["layer"].insert_text == "layer("
+    assert items["h"].kind == types.CompletionItemKind.Variable
+
+
+def test_outline(session):
+    assert [(s.name, s.detail) for s in session["symbols"]] == [
+        ("x", "input"), ("y", "label"), ("h1", "state"), ("o", "output")]
+
+
+def test_formatting_gives_the_canonical_layout(session):
+    assert not session["messy"].diagnostics
+    (edit,) = session["formatting"]
+    assert edit.range.start == types.Position(line=0, character=0)
+    assert edit.new_text == format_text(session["messy_text"])
+
+
+def test_columns_are_counted_in_utf16_units(session):
+    (diagnostic,) = session["wide"].diagnostics
+    assert diagnostic.code == "E002"
+    assert diagnostic.range.start.line == session["messy_text"].count("\n") + 1
+    line = '  data "😀😀" $'
+    assert diagnostic.range.start.character == len(line.encode("utf-16-le")) // 2 - 1   # 2 units per 😀
+
+
+def test_closing_clears_the_diagnostics_and_the_server_exits_cleanly(session):
+    assert not session["closed"].diagnostics
+    assert session["returncode"] == 0
+
+
+def test_the_vscode_extension_starts_this_server():
+    import json
+
+    from click.testing import CliRunner
+
+    from helpers import ROOT
+    from pcdsl.cli.main import main
+    vscode = ROOT / "editors" / "vscode"
+    manifest = json.loads((vscode / "package.json").read_text())
+    assert (vscode / manifest["main"]).exists() and manifest["activationEvents"] == ["onLanguage:pcdsl"]
+    command = manifest["contributes"]["configuration"]["properties"]["pcdsl.server.command"]["default"]
+    assert command[0] == "pcdsl" and CliRunner().invoke(main, [*command[1:], "--help"]).exit_code == 0
+    assert "vscode-languageclient" in manifest["dependencies"]
