@@ -200,14 +200,25 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--nproc", type=click.IntRange(min=1), metavar="N",
               help="Train with N processes on this machine (one per GPU; gloo on the CPU), started by "
                    "torch's launcher as torchrun would; the batch is all processes' together.")
+@click.option("--tensorboard", is_flag=True,
+              help="Also write each epoch's metrics as TensorBoard scalars in RUNDIR/tensorboard/ "
+                   "(pip install \"pcdsl[tensorboard]\"); a resumed run continues the log.")
+@click.option("--diagnostics", is_flag=True,
+              help="Record how each epoch's relaxations end (relax/... in metrics.jsonl): the energy at the end "
+                   "of each phase and each state's change at its last iteration, on a fixed test batch.")
 @_set_option
 @reports_errors
 def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, workers, compile_step, channels_last,
-          cuda_graphs, lean_memory, stop_on_divergence, skip_bad_images, nproc, set_items):
+          cuda_graphs, lean_memory, stop_on_divergence, skip_bad_images, nproc, tensorboard, diagnostics, set_items):
     """Train MODEL_FILE with the defaults of its train block (EP, or --algorithm bp).
 
     Under torchrun (or with --nproc) the processes train one run together: each takes its share
     of every batch, rank 0 writes the run folder (docs/architecture.md, "Several processes")."""
+    if tensorboard:           # before anything is compiled, loaded, launched or written
+        from ..runtime.tensorboard_log import tensorboard_missing
+        problem = tensorboard_missing()
+        if problem:
+            raise UserError(problem)
     if nproc is not None and "LOCAL_WORLD_SIZE" not in os.environ:
         return _launch_local(nproc)
     if nproc is not None and int(os.environ["LOCAL_WORLD_SIZE"]) != nproc:
@@ -237,7 +248,7 @@ def train(model_file, data_spec, epochs, algorithm, out_dir, resume, limit, work
     run_training(compiled.source, compiled.text, Path(compiled.file).name, config, data, out,
                  resume=resume, data_spec=data_spec, log=lambda m: click.echo(m, err=True),
                  compile=compile_step, channels_last=channels_last, cuda_graphs=cuda_graphs,
-                 lean_memory=lean_memory, sets=items)
+                 lean_memory=lean_memory, sets=items, tensorboard=tensorboard, diagnostics=diagnostics)
 
 
 SHUTDOWN_SECONDS = 300      # how long the launcher waits for stopping processes before it kills them

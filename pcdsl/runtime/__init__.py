@@ -6,6 +6,8 @@
     evaluate    free-phase loss / top-1 / top-5 on a split
     checkpoint  atomic save, defensive load (CheckpointError)
     metrics     RUNDIR/metrics.jsonl
+    tensorboard_log  RUNDIR/tensorboard/: the metrics as TensorBoard scalars (--tensorboard)
+    relaxation  where the relaxations end, per epoch (--diagnostics: relax/... in the metrics)
     progress    rich bar on a terminal, plain lines elsewhere
     trainer     train(), evaluate_run(), the run directory (RunError)
     gradcheck   EP estimate vs the autograd gradient, per parameter

@@ -6,6 +6,7 @@
 #   RUNDIR/config.json           resolved TrainConfig, data description, versions, initial-weight hash
 #   RUNDIR/metrics.jsonl         one line per completed epoch
 #   RUNDIR/checkpoints/epoch_NNN.pt, last.pt
+#   RUNDIR/tensorboard/          with tensorboard=True: the metrics as TensorBoard scalars (tensorboard_log.py)
 #
 # Rules: never lose work (an existing run is only continued with resume=True, and only with the
 # same model and a compatible config); a run stopped at any point and resumed gives the same
@@ -46,6 +47,8 @@ from pcdsl.runtime.metrics import METRICS_FILE, append_metrics, read_metrics, wr
 from pcdsl.runtime.optim import hold_learning_rate, make_optimizer, make_schedule, momentum_buffers
 from pcdsl.runtime.health import TrainingHealth
 from pcdsl.runtime.progress import EpochProgress
+from pcdsl.runtime.relaxation import relaxation_diagnostics
+from pcdsl.runtime.tensorboard_log import TENSORBOARD_FOLDER, TensorBoardLog, tensorboard_missing
 from pcdsl.runtime.runfolder import RunFolderError, check_output_folder, held_run_folder, remove_stale_temporaries
 
 if TYPE_CHECKING:
@@ -461,9 +464,15 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
     the run. The folder must be the run's own (runfolder.check_output_folder) and is held for
     the run (a second run on it is refused). Started by torchrun (several processes), the
     processes train together and rank 0 keeps the folder (distributed.py). Options: see
-    _train_in_folder."""
+    _train_in_folder, and `tensorboard`: rank 0 writes each epoch's metrics as TensorBoard
+    scalars in RUNDIR/tensorboard/ (tensorboard_log.py; RunError at once when tensorboard
+    cannot be imported)."""
     root = Path(out_dir).expanduser()     # the path checked is the path written
     device = options.pop("device", None)
+    tensorboard = options.pop("tensorboard", False)
+    problem = tensorboard_missing() if tensorboard else None
+    if problem:                           # before anything is started or written
+        raise RunError(problem)
     # (a LaunchError is this process's own: reported as it is, with its rank)
     ranks, device = join(torch.device(device) if device is not None else None)
     if not ranks.leader:                  # rank 0 speaks for the run
@@ -474,8 +483,10 @@ def train(model_cls_source: str, pc_text: str, pc_name: str, config: TrainConfig
                 check_output_folder(root)
                 held.enter_context(held_run_folder(root))
             ranks.from_leader(hold_folder)
+            board = (held.enter_context(TensorBoardLog(root / TENSORBOARD_FOLDER, options.get("log", print)))
+                     if tensorboard and ranks.leader else None)
             history = _train_in_folder(model_cls_source, pc_text, pc_name, config, data, root,
-                                       device=device, ranks=ranks, **options)
+                                       device=device, ranks=ranks, board=board, **options)
     except RunFolderError as error:
         raise RunError(str(error)) from None
     except LeaderFailed as error:      # rank 0 has reported it
@@ -504,8 +515,8 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
           log: Callable[[str], None] = print, data_spec: str | None = None,
           device: str | torch.device | None = None, progress: bool | None = None,
           compile: bool | None = None, channels_last: bool | None = None,
-          cuda_graphs: bool | None = None, lean_memory: bool = False,
-          sets: Sequence[str] = (), ranks: Ranks = Ranks()) -> list[dict]:
+          cuda_graphs: bool | None = None, lean_memory: bool = False, diagnostics: bool = False,
+          board: TensorBoardLog | None = None, sets: Sequence[str] = (), ranks: Ranks = Ranks()) -> list[dict]:
     """Train the generated model; return the metrics of every completed epoch of the run.
 
     epochs: stop once this many epochs of the run are complete (default config.epochs); the
@@ -516,6 +527,9 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     device: default cuda when available. progress: live bar (default: when stderr is a TTY).
     compile, channels_last, cuda_graphs, lean_memory: the step's options (None: by device and model, see
         pcdsl.runtime.step.default_options); none changes what is computed.
+    diagnostics: each epoch's record gets the relaxation's `relax/...` numbers (relaxation.py),
+        measured on a fixed batch; the training is the same.
+    board: where rank 0 writes each epoch's record as TensorBoard scalars (tensorboard_log.py).
     ranks: this process's place among several (distributed.py); only rank 0 reads and writes
         the run folder."""
     run = RunDir(out_dir)
@@ -662,6 +676,21 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
 
     resume_at = _position(state)
     stop = _Stop()
+    probe: list = []          # --diagnostics: the fixed batch, drawn at the first epoch's end
+
+    def relaxation_numbers() -> dict:
+        if not probe:
+            size = min(ranks.local_size(min(config.batch, len(data.train))), len(data.test))
+            batches = data.test.batches(size, shuffle=False)
+            try:
+                probe.append(next(iter(batches)))
+            finally:
+                getattr(batches, "close", lambda: None)()
+        x, label = probe[0]
+        if not x.shape[0]:     # every file of the batch unreadable (and skipped)
+            return {}
+        return relaxation_diagnostics(model, *step.prepare(x, label), config)
+
     # chance from the classes the model tells apart when the data name fewer (one folder, or
     # unlabelled images for a generative model, which has no accuracy to watch)
     health = TrainingHealth(classes_of(model, config) or 1 if data.num_classes <= 1 else data.num_classes,
@@ -680,6 +709,7 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                 try:
                     record = _train_epoch(model, step, update, schedule, config, data, epoch,
                                           last_epoch, log, progress, start, save_midway, stop, health, ranks)
+                    relax = relaxation_numbers() if diagnostics else {}
                     evaluated = time.perf_counter()
                     sums = evaluation_sums(model, data.test, config.eval_batch, free_steps=config.free_steps,
                                            shard=ranks.shard, label_state=config.label_state)
@@ -705,7 +735,7 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                           "eval_seconds": time.perf_counter() - evaluated,
                           "train_examples_per_s": record["train_examples_per_s"],
                           **({"skipped_train_examples": record["skipped"], "skipped_test_examples": skipped_test}
-                             if record["skipped"] or skipped_test else {})}
+                             if record["skipped"] or skipped_test else {}), **relax}
                 history.append(record)
 
                 def save_epoch() -> None:
@@ -722,6 +752,8 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                     if config.keep_checkpoints:
                         _prune_checkpoints(run, epoch, config.keep_checkpoints)
                 ranks.from_leader(save_epoch)
+                if board is not None:          # (rank 0's) once the epoch's checkpoint and metrics are on disk
+                    board.write(record)
                 log(_epoch_summary(record, last_epoch))
                 if "skipped_train_examples" in record:
                     found = data.unreadable_files()

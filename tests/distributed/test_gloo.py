@@ -205,3 +205,19 @@ def test_a_process_killed_ends_the_run_with_a_clear_message(tmp_path):
     # then the command names the process that was killed (both, often)
     assert "was killed by SIGKILL" in stderr, stderr
     assert "internal error" not in stderr and "this is a bug" not in stderr, stderr
+
+
+def test_under_two_processes_rank_0_alone_writes_the_tensorboard_log(tmp_path):
+    pytest.importorskip("tensorboard")
+    from support.events import assert_log_holds
+    from pcdsl.runtime.metrics import read_metrics
+    model = tmp_path / "digits_mlp.pc"
+    model.write_text(MODEL)
+    out = tmp_path / "run"
+    done = subprocess.run(_nproc_train(model, out, "--epochs", "1", "--limit", "128", "--tensorboard", "--diagnostics"),
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1      # one writer: rank 0
+    records = read_metrics(out / "metrics.jsonl")
+    assert "relax/energy/nudged_pos" in records[0]
+    assert_log_holds(out / "tensorboard", records)
