@@ -189,7 +189,7 @@ def _write_output(path: Path, text: str) -> None:
 @click.option("--cuda-graphs/--no-cuda-graphs", default=None,
               help="With --compile on a GPU: replay the step as CUDA graphs (default: on).")
 @click.option("--lean-memory", is_flag=True,
-              help="EP: form each nudged phase's parameter products when it ends (about 23%% less "
+              help="EP: form each nudged phase's parameter products when it ends (about 23% less "
                    "activation memory on VGG10; docs/benchmarks.md).")
 @click.option("--stop-on-divergence", is_flag=True,
               help="Stop a run whose loss has exploded or whose accuracy fell back to chance for "
@@ -714,7 +714,7 @@ def gradcheck(model_file, beta, steps, free_steps, batch, scheme, dtype, data_sp
                        f"steps={steps} update={cfg.update} {dtype} batch={batch}")
         else:
             clamped = " perturbation=clamp" if cfg.perturbation == "clamp" else ""
-            click.echo(f"{compiled.ir.name}: centered-EP vs backprop, beta={beta:g} steps={steps} scheme={scheme}"
+            click.echo(f"{compiled.ir.name}: EP ({scheme}) vs backprop, beta={beta:g} steps={steps}"
                        f"{clamped} {dtype} batch={batch}")
         width = max(len(p["name"]) for p in result["params"])
         for p in result["params"]:

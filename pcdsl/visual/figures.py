@@ -83,7 +83,12 @@ def trace_figure(phases, title: str) -> bytes:
     objective F = E + beta * C, and each state's RMS change per iteration (log scales where the
     values are positive)."""
     plt = _pyplot()
-    figure, axes = plt.subplots(3, len(phases), figsize=(4.6 * len(phases), 9.0), squeeze=False)
+    from matplotlib import ticker
+    # a phase of one point (a PCN's feedforward free phase) needs a narrow column only; the
+    # constrained layout keeps the twin axis' label of one column off the next column
+    widths = [0.5 if len(phase.iterations) == 1 else 1.0 for phase in phases]
+    figure, axes = plt.subplots(3, len(phases), figsize=(4.9 * sum(widths) + 0.6, 9.0), squeeze=False,
+                                width_ratios=widths, layout="constrained")
     for column, phase in enumerate(phases):
         top, middle, bottom = axes[0][column], axes[1][column], axes[2][column]
         for term, values in phase.energies.items():
@@ -115,10 +120,13 @@ def trace_figure(phases, title: str) -> bytes:
         bottom.set_xlabel("iteration")
         for axis in (top, middle, bottom):
             axis.grid(alpha=0.3)
-            if len(phase.iterations) > 1:
-                axis.legend(fontsize=7, loc="best")
+            if single:
+                axis.set_xticks(phase.iterations)
+            else:
+                axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # iterations are whole
+            if not single:
+                axis.legend(fontsize=7, loc="best", ncol=2 if len(axis.get_lines()) > 6 else 1)
     figure.suptitle(title, fontsize=11)
-    figure.tight_layout()
     return _png(figure)
 
 
