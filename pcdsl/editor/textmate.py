@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from pcdsl.editor.vocabulary import CONSTANTS, COST_NAMES, KEYWORDS, OPERATORS, SETTINGS
@@ -48,5 +49,8 @@ def grammar_text() -> str:
 
 
 if __name__ == "__main__":
-    TARGET.write_text(grammar_text(), encoding="utf-8")
-    print(f"wrote {TARGET}")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else TARGET
+    if not target.parent.is_dir():      # an installed package has no editors/ beside it
+        sys.exit(f"error: {target.parent} does not exist: run this in a pcdsl checkout, or name the file to write")
+    target.write_text(grammar_text(), encoding="utf-8")
+    print(f"wrote {target}")
