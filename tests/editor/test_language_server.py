@@ -215,3 +215,29 @@ def test_the_vscode_extension_starts_this_server():
     command = manifest["contributes"]["configuration"]["properties"]["pcdsl.server.command"]["default"]
     assert command[0] == "pcdsl" and CliRunner().invoke(main, [*command[1:], "--help"]).exit_code == 0
     assert "vscode-languageclient" in manifest["dependencies"]
+
+
+# -- the same server through Microsoft's client library (what the VS Code extension uses) ------
+def test_microsofts_client_library_gets_the_same_answers():
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    from helpers import ROOT
+    modules = ROOT / "editors" / "vscode" / "node_modules"
+    if shutil.which("node") is None or not (modules / "vscode-jsonrpc").is_dir():
+        pytest.skip("needs Node.js and the extension's packages: cd editors/vscode && npm install")
+    text = CASE.path.read_text()
+    state = _where(text, r"^\s*state\s+(h1)")
+    result = subprocess.run(["node", str(ROOT / "tests" / "editor" / "vscode_client.js"), sys.executable, text, URI,
+                             str(state.line), str(state.character)],
+                            capture_output=True, text=True, timeout=TIMEOUT, env={**os.environ, "NODE_PATH": str(modules)})
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    (diagnostic,) = answer["published"]["diagnostics"]
+    assert diagnostic["code"] == CASE.code
+    assert diagnostic["range"]["start"] == {"line": CASE.line - 1, "character": CASE.column - 1}
+    assert "once the model checks" in answer["hover"]["contents"]["value"]
+    assert answer["hover"]["range"]["start"] == {"line": state.line, "character": state.character}
+    assert answer["code"] == 0
