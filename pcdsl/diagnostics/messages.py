@@ -109,6 +109,12 @@ GENERATIVE_SUPERVISED = _m("E123", "`{name}` is {role}, but the model is generat
                            "model with both would leave unclear which of the two its training follows. "
                            "Write a supervised model (an output, a label, a cost, the input unpredicted) "
                            "or a generative one.")
+MACRO_TOO_LARGE = _m("E124", "macro `{name}` expands to more than {limit:,} expression nodes",
+                     "Every macro use is written out in place, so macros that each use the one before "
+                     "twice double in size at every level: 20 levels make a million nodes, which no "
+                     "compiler stage (nor an editor checking as you type) gets through in reasonable "
+                     "time. The whole model file may expand to at most this many nodes inside macros; "
+                     "the shipped VGG10 expands to under 200.")
 
 # -- E2xx: shapes -----------------------------------------------------------------------------
 SHAPE_MISMATCH = _m("E201", "`{name}` is declared {declared} but its prediction has shape {inferred}",

@@ -61,6 +61,11 @@ class _TermScope:
         return name
 
 
+# E124: how many expression nodes macro expansion may write out in one model file (the shipped
+# models need under 200; 2**13 nodes still check in a fraction of a second)
+MAX_EXPANDED_NODES = 10_000
+
+
 class Lowerer:
     def __init__(self, file: str, text: str):
         self.file = file
@@ -68,6 +73,8 @@ class Lowerer:
         self.declared: dict[str, tuple[str, SourceSpan]] = {}   # name -> (role, span)
         self.macros: dict[str, _Macro] = {}
         self.params: set[str] = set()
+        self.expanded = 0            # expression nodes written out by macro expansion (E124)
+        self.outermost = None        # the macro use being expanded at the top: (name, token)
 
     # ------------------------------------------------------------------ entry
     def lower(self, tree: lark.Tree, overrides: dict[str, Any]) -> ModelIR:
@@ -253,6 +260,12 @@ class Lowerer:
         return [n for n, (r, _) in self.declared.items() if not roles or r in roles]
 
     def _expr(self, tree, env: dict, scope: Optional[_TermScope], stack: tuple[str, ...]):
+        if stack:                    # inside a macro: count, so that nested doubling stops early
+            self.expanded += 1
+            if self.expanded > MAX_EXPANDED_NODES:
+                name, token = self.outermost
+                fail(messages.MACRO_TOO_LARGE, token, name=name, limit=MAX_EXPANDED_NODES,
+                     hint="write the repeated layers out as states, or give a macro fewer uses of another")
         span = to_span(tree.meta) if isinstance(tree, lark.Tree) else to_span(tree)
         data = tree.data if isinstance(tree, lark.Tree) else None
         if data == "number":
@@ -368,6 +381,8 @@ class Lowerer:
             fail(messages.WRONG_ARGUMENT_COUNT, name_token, name=macro.name,
                  expected=len(macro.params), got=len(positional))
         bound = {p: self._expr(a, env, scope, stack) for p, a in zip(macro.params, positional)}
+        if not stack:
+            self.outermost = (macro.name, name_token)
         return self._expr(macro.body, bound, scope, stack + (macro.name,))
 
 
