@@ -20,8 +20,9 @@
 # ---------------------------------------------------------------------------------------------
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import lark
@@ -37,12 +38,16 @@ class TextRange:
     start: Position
     end: Position                            # exclusive
 
+    def moved(self, lines: int) -> "TextRange":
+        return TextRange((self.start[0] + lines, self.start[1]), (self.end[0] + lines, self.end[1]))
+
     def contains(self, position: Position) -> bool:
         # the end is included: a cursor just after a name (where typing leaves it) is on that name
         return self.start <= position <= self.end
 
     @staticmethod
-    def of(token: lark.Token) -> "TextRange":
+    def of(token) -> "TextRange":
+        """The range of a Lark token, or of a tree's meta (a whole statement)."""
         return TextRange((token.line - 1, token.column - 1), (token.end_line - 1, token.end_column - 1))
 
 
@@ -59,6 +64,7 @@ class Declaration:
     kind: str                                # size, input, state, output, label, energy, macro, parameter
     range: TextRange                         # the name where it is declared
     statement: str                           # the declaring statement's text
+    extent: TextRange                        # the declaring statement
     macro: Optional[str] = None              # a parameter's macro
 
 
@@ -99,18 +105,19 @@ def symbols_of(tree: lark.Tree, text: str) -> Symbols:
         if item.data in _DECLARATIONS:
             name = item.children[0]
             _declare(symbols, (str(name),), Declaration(str(name), _DECLARATIONS[item.data], TextRange.of(name),
-                                                        statement))
+                                                        statement, TextRange.of(item.meta)))
             _walk_expression(symbols, item.children[1:], params={})
         elif item.data == "macro_def":
             name, *params, body = item.children
-            _declare(symbols, (str(name),), Declaration(str(name), "macro", TextRange.of(name), statement))
+            _declare(symbols, (str(name),), Declaration(str(name), "macro", TextRange.of(name), statement,
+                                                        TextRange.of(item.meta)))
             scope = {}
             for param in params:
                 if param is not None:
                     key = (str(name), str(param))
                     scope[str(param)] = key
                     _declare(symbols, key, Declaration(str(param), "parameter", TextRange.of(param), statement,
-                                                       macro=str(name)))
+                                                       TextRange.of(param), macro=str(name)))
             _walk_expression(symbols, [body], params=scope)
         elif item.data == "pc_term":
             name, body = item.children
@@ -157,18 +164,37 @@ def _walk_expression(symbols: Symbols, nodes, params: dict) -> None:
         _walk_expression(symbols, node.children, params)
 
 
-def _still_there(symbols: Symbols, text: str) -> Symbols:
-    """The occurrences of an older parse whose name still stands at the same place in `text`."""
-    lines = text.split("\n")
+def _still_there(symbols: Symbols, old_text: str, text: str) -> Symbols:
+    """The occurrences of an older parse (of `old_text`) that still stand in `text`: on a line
+    that the edit left as it was (followed to where inserted or deleted lines moved it), with the
+    same name at the same column."""
+    old_lines, lines = old_text.split("\n"), text.split("\n")
+    shift = {}                               # old line -> how far it moved
+    matcher = difflib.SequenceMatcher(None, old_lines, lines, autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            shift[block.a + k] = block.b - block.a
 
-    def stands(occurrence: Occurrence) -> bool:
-        (line, start), (end_line, end) = occurrence.range.start, occurrence.range.end
-        return (line == end_line and line < len(lines) and lines[line][start:end] == occurrence.name
+    def follow(where: TextRange) -> Optional[TextRange]:
+        return where.moved(shift[where.start[0]]) if where.start[0] in shift else None
+
+    def stands(where: Optional[TextRange], name: str) -> bool:
+        if where is None:
+            return False
+        (line, start), (end_line, end) = where.start, where.end
+        return (line == end_line and line < len(lines) and lines[line][start:end] == name
                 and not _is_word(lines[line][end:end + 1]) and not _is_word(lines[line][start - 1:start]))
 
-    kept = Symbols(occurrences=[o for o in symbols.occurrences if stands(o)])
-    kept.declared = {k: d for k, d in symbols.declared.items()
-                     if any(o.role == "declaration" and o.target == k for o in kept.occurrences)}
+    kept = Symbols()
+    for occurrence in symbols.occurrences:
+        where = follow(occurrence.range)
+        if stands(where, occurrence.name):
+            kept.occurrences.append(replace(occurrence, range=where))
+    for key, declaration in symbols.declared.items():
+        where = follow(declaration.range)
+        if stands(where, declaration.name):
+            moved = where.start[0] - declaration.range.start[0]
+            kept.declared[key] = replace(declaration, range=where, extent=declaration.extent.moved(moved))
     return kept
 
 
@@ -212,7 +238,7 @@ def analyse(text: str, file: str = "<input>", previous: Optional[Analysis] = Non
     try:
         symbols, current = symbols_of(parse_text(text), text), True
     except (PcdslError, RecursionError):     # the pipeline below says why
-        symbols, current = (_still_there(previous.symbols, text) if previous else Symbols()), False
+        symbols, current = (_still_there(previous.symbols, previous.text, text) if previous else Symbols()), False
     problems: list[Problem] = []
     report = None
     try:
@@ -391,21 +417,26 @@ def completions(analysis: Analysis, position: Position) -> list[Completion]:
     line, character = position
     if line >= len(lines):
         return []
+    if "#" in re.sub(r'"[^"\n]*"', "", lines[line][:character]):
+        return []                                                         # inside a comment
     before = "\n".join(lines[:line] + [lines[line][:character]])
-    before = re.sub(r"#[^\n]*", "", before)                               # comments say nothing
+    before = re.sub(r'#[^\n]*|"[^"\n]*"', "", before)                  # comments and strings say nothing
     word_start = len(re.search(r"[A-Za-z0-9_]*$", before).group(0))
     head = before[:len(before) - word_start]
-    if re.search(r"(^|\n)\s*train\s*\{", head):                           # the train block
+    states = [d.name for d in analysis.declarations() if d.kind in ("state", "output")]
+    if head.count("{") <= head.count("}"):                                # between the blocks
+        return [Completion(k, "keyword") for k in ("model", "train")] if re.search(r"(^|\n)\s*$", head) else []
+    if re.search(r"(^|\n)\s*train\s*\{", head):                          # the train block
         call = _open_call(head)
-        if call is not None:
-            return [Completion(f"{k}=", "option", f"of {call}") for k in CALL_SETTINGS.get(call, ({}, {}))[1]]
+        if call is not None and re.search(r"[(,]\s*$", head):
+            keys = states if call == "init_gain" else CALL_SETTINGS.get(call, ({}, {}))[1]
+            return [Completion(f"{k}=", "option", f"of {call}") for k in keys]
         if re.search(r"(^|\n)\s*$", head):
             return [Completion(s, "setting") for s in ALL_SETTINGS]
-        return []
+        return []                                                         # a value: anything may stand
     if re.search(r"(^|[{\n])\s*$", head):                                # a statement begins
-        states = [Completion(d.name, "name", f"{d.kind}: add a prediction term  {d.name} ~ ...")
-                  for d in analysis.declarations() if d.kind in ("state", "output")]
-        return [Completion(k, "keyword") for k in _STATEMENTS] + states
+        return [Completion(k, "keyword") for k in _STATEMENTS] + \
+            [Completion(name, "name", f"add a prediction term  {name} ~ ...") for name in states]
     if re.search(r"\bcost\s+$", head):
         return [Completion(c, "cost", COSTS[c].formula) for c in sorted(COSTS)]
     if re.search(r"\b(size|input|state|output|label|def|energy)\s+$", head) or re.search(r"\bdef\s+\w+\([\w\s,]*$", head):
@@ -417,9 +448,8 @@ def completions(analysis: Analysis, position: Position) -> list[Completion]:
         found += [Completion(f"{o.name}=", "option", o.doc or f"of {call}") for o in op.options]
     macro = _enclosing_macro(head)
     if macro is not None:
-        found += [Completion(name, "name", f"parameter of {macro}")
-                  for (owner, name), d in ((k, d) for k, d in analysis.symbols.declared.items() if len(k) == 2)
-                  if owner == macro]
+        name, parameters = macro
+        found += [Completion(p, "name", f"parameter of {name}") for p in parameters]
     found += [Completion(d.name, "name", d.kind) for d in analysis.declarations() if d.kind in _NAME_KINDS]
     found += [Completion(d.name, "macro", d.statement.strip(), insert=f"{d.name}(")
               for d in analysis.declarations() if d.kind == "macro"]
@@ -445,8 +475,11 @@ def _open_call(head: str) -> Optional[str]:
     return None
 
 
-def _enclosing_macro(head: str) -> Optional[str]:
-    """The macro whose body the end of `head` is in: a `def NAME(...) =` on the current statement."""
+def _enclosing_macro(head: str) -> Optional[tuple[str, list[str]]]:
+    """The macro whose body the end of `head` is in (a `def NAME(...) =` on the current
+    statement's line), and its parameters as written, parsed or not."""
     statement = head[head.rfind("\n") + 1:]
-    match = re.match(r"\s*def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\([^)]*\)\s*=", statement)
-    return match.group(1) if match else None
+    match = re.match(r"\s*def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(([^)]*)\)\s*=", statement)
+    if match is None:
+        return None
+    return match.group(1), re.findall(r"[A-Za-z_][A-Za-z0-9_]*", match.group(2))

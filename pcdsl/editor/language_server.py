@@ -41,7 +41,9 @@ _COMPLETION_KINDS = {
 
 class PcdslLanguageServer(LanguageServer):
     def __init__(self):
-        super().__init__("pcdsl", __version__)
+        # whole documents, not edits: pygls applies edits on lines split by str.splitlines, which
+        # also breaks at form feeds and U+2028, where the client and Lark do not
+        super().__init__("pcdsl", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Full)
         self.analyses: dict[str, tuple[Optional[int], Analysis]] = {}    # uri -> (version, analysis)
         self.pending: dict[str, asyncio.Task] = {}
 
@@ -77,13 +79,19 @@ def _file_name(uri: str) -> str:
     return to_fs_path(uri) or uri
 
 
+def _lines(document: TextDocument) -> list[str]:
+    """The document's lines as the protocol and the compiler count them: at "\n" (a "\r" before
+    it stays on its line, which columns before it do not see)."""
+    return document.source.split("\n")
+
+
 def _client_range(document: TextDocument, where: TextRange) -> types.Range:
-    return document.range_to_client_units(ServerTextRange(
+    return document.position_codec.range_to_client_units(_lines(document), ServerTextRange(
         start=ServerTextPosition(*where.start), end=ServerTextPosition(*where.end)))
 
 
 def _position(document: TextDocument, position: types.Position) -> tuple[int, int]:
-    found = document.position_from_client_units(position)
+    found = document.position_codec.position_from_client_units(_lines(document), position)
     return found.line, found.character
 
 
@@ -142,10 +150,10 @@ def make_server() -> PcdslLanguageServer:
         document = ls.workspace.get_text_document(params.text_document.uri)
         symbols = []
         for declaration in ls.analysis(document).declarations():
-            where = _client_range(document, declaration.range)
             symbols.append(types.DocumentSymbol(
                 name=declaration.name, detail=declaration.kind, kind=_SYMBOL_KINDS[declaration.kind],
-                range=where, selection_range=where))
+                range=_client_range(document, declaration.extent),
+                selection_range=_client_range(document, declaration.range)))
         return symbols
 
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
@@ -157,12 +165,13 @@ def make_server() -> PcdslLanguageServer:
             formatted = format_text(document.source)
         except PcdslError:
             return None                      # the diagnostics already say why the text has no layout
+        if "\r\n" in document.source:        # keep a Windows file's line ends
+            formatted = formatted.replace("\n", "\r\n")
         if formatted == document.source:
             return []
-        lines = document.lines
-        end = types.Position(line=len(lines), character=0)
-        return [types.TextEdit(range=types.Range(start=types.Position(line=0, character=0), end=end),
-                               new_text=formatted)]
+        lines = _lines(document)
+        whole = _client_range(document, TextRange((0, 0), (len(lines) - 1, len(lines[-1]))))
+        return [types.TextEdit(range=whole, new_text=formatted)]
 
     return server
 

@@ -131,9 +131,15 @@ def test_definitions_survive_a_syntax_error_elsewhere_while_typing():
     analysis = analyse(typing, previous=good)
     assert analysis.problems and analysis.problems[0].code in ("E003", "E004")
     assert analysis.definition(_where(typing, r"~ (hidden)\(x")).start == _where(typing, r"def (hidden)")
-    # a name that moved is dropped, not pointed at the wrong place
-    moved = "\n" + typing
-    assert analyse(moved, previous=good).definition(_where(moved, r"~ (hidden)\(x")) is None
+    # a line typed above (the usual way to add a statement): the names below follow their lines
+    inserted = typing.replace("  label  y", "  size \n  label  y")
+    analysis = analyse(inserted, previous=analysis)
+    assert not analysis.current_names
+    line, character = _where(inserted, r"state\s+(h1)")
+    assert analysis.definition(_where(inserted, r"hidden\((h1), 256")) == TextRange((line, character), (line, character + 2))
+    # a name on a line that changed is dropped, not pointed at the wrong place
+    edited = inserted.replace("state  h1 : [256]", "state  h1b : [256]")
+    assert analyse(edited, previous=analysis).definition(_where(edited, r"hidden\((h1), 256")) is None
 
 
 def test_outline_lists_the_declarations_in_order():
@@ -168,6 +174,23 @@ def test_completion_of_options_costs_and_settings():
     assert _labels(MLP, r"^(\s*)sgd\(") == set(ALL_SETTINGS)
     assert _labels(MLP, r"ep\(()scheme") == {f"{k}=" for k in CALL_SETTINGS["ep"][1]}
     assert _labels(MLP, r"^\s*state\s+()h1") == set()                     # a new name: nothing to offer
+
+
+def test_completion_where_nothing_or_only_a_few_words_fit():
+    assert completions(analyse(MLP), _where(MLP, r"the demo,() a predictive")) == []      # in a comment
+    assert _labels(MLP, r"scheme=()centered") == set()                                  # a setting's value
+    assert _labels(MLP, r"^(\s*)ep\(") == set(ALL_SETTINGS)
+    gains = MLP.replace("  batch 32", "  init_gain(h1=2.0)\n  batch 32")
+    assert _labels(gains, r"init_gain\(()h1=") == {"h1=", "h2=", "o="}                   # its keys are states
+    assert {c.label for c in completions(analyse(""), (0, 0))} == {"model", "train"}
+    assert _labels(MLP, r"\}\n()\ntrain") == {"model", "train"}                           # between the blocks
+
+
+def test_a_macro_being_typed_offers_its_parameters():
+    typing = MLP.replace("  def hidden", "  def g(src, width) = relu(dense(\n  def hidden")
+    labels = {c.label for c in completions(analyse(typing, previous=analyse(MLP)),
+                                           _where(typing, r"relu\(dense\(()\n"))}
+    assert {"src", "width"} <= labels and {"x", "h1", "hidden", "dense"} <= labels
 
 
 # -- any text -----------------------------------------------------------------------------------

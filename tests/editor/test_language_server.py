@@ -72,15 +72,13 @@ async def _session() -> dict:
         seen["hover_broken"] = await client.text_document_hover_async(types.HoverParams(
             text_document=session.document(), position=_where(text, r"^\s*state\s+(h1)")))
 
-        # fix it by typing: replace the wrong name (an incremental change of two characters)
-        wrong = _where(text, r"init_gain\((h2)=")
+        # fix it by typing (the server asks for whole documents: TextDocumentSyncKind.Full)
+        seen["sync"] = result.capabilities.text_document_sync
+        fixed = text.replace("init_gain(h2=", "init_gain(h1=")
         client.text_document_did_change(types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
-            content_changes=[types.TextDocumentContentChangePartial(
-                range=types.Range(start=wrong, end=types.Position(line=wrong.line, character=wrong.character + 2)),
-                text="h1")]))
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=fixed)]))
         seen["fixed"] = await session.next_diagnostics()
-        fixed = text.replace("init_gain(h2=", "init_gain(h1=")
         seen["hover_state"] = await client.text_document_hover_async(types.HoverParams(
             text_document=session.document(), position=_where(fixed, r"dense\((h1), 10\)")))
         seen["definition_state"] = await client.text_document_definition_async(types.DefinitionParams(
@@ -110,6 +108,25 @@ async def _session() -> dict:
                 text=messy + 'train {\n  data "😀😀" $\n}\n')]))
         seen["wide"] = await session.next_diagnostics()
 
+        # a form feed on a line of its own (whitespace to the language; a line break to
+        # str.splitlines, not to the protocol): the error below it keeps its line
+        feed = "model m {\n  input x : [4]\n\x0c\n  label y : [2]\n  output o : [2] ~ dense(zz, 2)\n" \
+               "  cost squared_error(o, y)\n}\n"
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=5),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=feed)]))
+        seen["feed"] = await session.next_diagnostics()
+        seen["last_line"] = await client.text_document_completion_async(types.CompletionParams(
+            text_document=session.document(), position=types.Position(line=feed.count("\n"), character=0)))
+        # a Windows file already in the canonical layout needs no edit
+        crlf = format_text(seen["messy_text"]).replace("\n", "\r\n")
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=6),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=crlf)]))
+        seen["crlf"] = await session.next_diagnostics()
+        seen["crlf_formatting"] = await client.text_document_formatting_async(types.DocumentFormattingParams(
+            text_document=session.document(), options=types.FormattingOptions(tab_size=2, insert_spaces=True)))
+
         client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=session.document()))
         seen["closed"] = await session.next_diagnostics()
         await asyncio.wait_for(client.shutdown_async(None), TIMEOUT)
@@ -133,6 +150,7 @@ def test_the_server_announces_what_it_answers(session):
     assert capabilities.document_symbol_provider and capabilities.document_formatting_provider
     assert capabilities.completion_provider is not None
     assert capabilities.position_encoding == types.PositionEncodingKind.Utf16
+    assert session["sync"].change == types.TextDocumentSyncKind.Full
 
 
 def test_opening_a_file_with_an_error_gives_its_diagnostic_at_the_stated_range(session):
@@ -149,6 +167,19 @@ def test_opening_a_file_with_an_error_gives_its_diagnostic_at_the_stated_range(s
 def test_hover_while_the_file_has_an_error_shows_the_statement_only(session):
     value = session["hover_broken"].contents.value
     assert "state  h1 : [32] >= 0" in value and "once the model checks" in value
+
+
+def test_lines_are_the_protocols_even_after_a_form_feed(session):
+    (diagnostic,) = session["feed"].diagnostics
+    assert diagnostic.code == "E101"
+    assert (diagnostic.range.start.line, diagnostic.range.start.character) == (4, 25)
+    # the empty line after the last "\n" is between the blocks: the file's keywords only
+    assert {item.label for item in session["last_line"].items} == {"model", "train"}
+
+
+def test_a_windows_file_keeps_its_line_ends(session):
+    assert not session["crlf"].diagnostics
+    assert session["crlf_formatting"] is not None and len(session["crlf_formatting"]) == 0   # no edit
 
 
 def test_typing_the_fix_clears_the_diagnostic(session):
@@ -180,12 +211,20 @@ def test_completion_offers_the_declared_names_macros_and_operators(session):
 def test_outline(session):
     assert [(s.name, s.detail) for s in session["symbols"]] == [
         ("x", "input"), ("y", "label"), ("h1", "state"), ("o", "output")]
+    text = CASE.path.read_text()
+    state = session["symbols"][2]
+    assert state.selection_range.start == _where(text, r"^\s*state\s+(h1)")      # the name ...
+    line = text.split("\n")[state.range.start.line]
+    assert state.range.start.character == line.index("state") and state.range.end.line == state.range.start.line
+    assert state.range.end.character == len(line.rstrip())                   # ... in its whole statement
 
 
 def test_formatting_gives_the_canonical_layout(session):
     assert not session["messy"].diagnostics
     (edit,) = session["formatting"]
     assert edit.range.start == types.Position(line=0, character=0)
+    lines = session["messy_text"].split("\n")          # the edit ends at the text's very end
+    assert edit.range.end == types.Position(line=len(lines) - 1, character=len(lines[-1]))
     assert edit.new_text == format_text(session["messy_text"])
 
 
