@@ -310,16 +310,27 @@ def pcil_gradients(model, x: torch.Tensor, label: torch.Tensor, steps: int, *, m
     with torch.no_grad():
         free = model(x)
         loss = model.cost(free, label).mean()
-        clamp = _output_clamp(model, x, free, label, nudge)
-        states = clamp(free)
-        for t in range(steps):
-            states = clamp(_inference_sweep(model, x, states, mod, None if precisions is None else precisions[t]))
+        states = clamped_inference(model, x, free, label, steps, mod, precisions, nudge)[-1]
         energy, grads = (_forward_update(model, x, free, states) if forward_update
                          else model.param_grads(x, states))
         if nudge is not None:
             grads = [g / nudge for g in grads]
     return {"grads": _in_param_dtypes(model, grads), "loss": loss.to(x.dtype), "free": free,
             "relaxed": states, "health": Health(torch.isfinite(energy))}
+
+
+def clamped_inference(model, x: torch.Tensor, free: dict, label: torch.Tensor, steps: int, mod: bool,
+                      precisions: Optional[list[dict]] = None, nudge: Optional[float] = None
+                      ) -> tuple[dict, dict]:
+    """Inference learning's relaxation (pcil_gradients): the output clamped (_output_clamp), then
+    `steps` inference sweeps from the feedforward pass `free`, the output clamped again after
+    each. The states before the last sweep and after it (only those two are kept)."""
+    clamp = _output_clamp(model, x, free, label, nudge)
+    before = states = clamp(free)
+    for t in range(steps):
+        before, states = states, clamp(_inference_sweep(model, x, states, mod,
+                                                        None if precisions is None else precisions[t]))
+    return before, states
 
 
 def generative_gradients(model, x: torch.Tensor, *, free_steps: int | None = None, label: torch.Tensor | None = None,

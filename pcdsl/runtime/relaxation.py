@@ -2,9 +2,9 @@
 # Relaxation diagnostics (`pcdsl train --diagnostics`): how the relaxations of the run's training
 # step end, as numbers per epoch, in metrics.jsonl under `relax/...` keys.
 #
-# Measured once per epoch, at the epoch's final weights, on one fixed batch: the first B
-# examples of the test split in stored order (B: the batch one process steps on), the same batch
-# every epoch, so that an epoch's numbers differ from the one before only by what training
+# Measured once per epoch by rank 0, at the epoch's final weights, on one fixed batch: the first
+# B examples of the test split in stored order (B: the train block's batch, whatever the number
+# of processes), the same batch every epoch, so that an epoch's numbers differ from the one before only by what training
 # changed. (Not averaged over the epoch's training batches: that would make the training step,
 # a compiled program, return more than it does, and would mix a whole epoch of weights.) The
 # phases are those the run's training step runs, with its settings (beta, steps, update rule,
@@ -18,8 +18,10 @@
 #                               point the relaxation stopped
 #
 # PHASE is `free`, and for EP `nudged_pos` / `nudged_neg` (those its scheme runs; both for the
-# random scheme, whose draw belongs to the training step and is not made here). Algorithms
-# without nudged phases report the free phase only. A feedforward free phase (a PCN's) is its
+# random scheme, whose draw belongs to the training step and is not made here); for supervised
+# inference learning (pcil, ipc) `clamped`: the output clamped and the `steps` inference sweeps
+# (estimators.clamped_inference; for ipc with the weights held at the epoch's end, where its
+# training moves them at every sweep). bp and rbp report the free phase only. A feedforward free phase (a PCN's) is its
 # own equilibrium, reached without iterating: it has an energy but no change. A number that is
 # not finite (a relaxation that ran away on this batch) is null.
 # ---------------------------------------------------------------------------------------------
@@ -30,7 +32,8 @@ import math
 import torch
 
 from pcdsl.ir.config import TrainConfig
-from pcdsl.runtime.estimators import _clamped_phase, clamped_free_phase, one_hot
+from pcdsl.runtime.estimators import _clamped_phase, clamped_free_phase, clamped_inference, one_hot
+from pcdsl.runtime.precisions import sweep_precisions
 
 PREFIX = "relax/"
 
@@ -46,6 +49,10 @@ def relaxation_diagnostics(model, x: torch.Tensor, label: torch.Tensor, config: 
         for phase, beta in _nudges(config):
             before, last = _nudged_phase_ends(model, x, free, label, beta, config)
             _measure(values, model, x, phase, before, last)
+    if config.algorithm in ("pcil", "ipc") and model.OUTPUT is not None:
+        before, last = clamped_inference(model, x, free, label, config.steps, config.update == "modpgd",
+                                         sweep_precisions(model, config, config.steps), config.output_nudge)
+        _measure(values, model, x, "clamped", before if config.steps else None, last)
     numbers = torch.stack([value.double() for value in values.values()]).cpu().tolist()
     return {key: number if math.isfinite(number) else None for key, number in zip(values, numbers)}
 
@@ -68,9 +75,12 @@ def _free_phase_ends(model, x: torch.Tensor, label: torch.Tensor, config: TrainC
                 clamped_free_phase(model, x, config.label_state, value, steps))
     if model.FEEDFORWARD:
         return None, model(x)
-    # the free phase is `steps` iterations from rest (protocol.py); one call each, so that a
-    # momentum relaxation's velocity is the free phase's own
-    return model(x, steps - 1), model(x, steps)
+    # the free phase is `steps` iterations from rest (protocol.py): the last one taken on its
+    # own, but a momentum relaxation's velocity restarts with every call: from rest again
+    before = model(x, steps - 1)
+    if getattr(model, "RELAX_MOMENTUM", 0.0):
+        return before, model(x, steps)
+    return before, model.relax(x, before, None, 0.0, 1)
 
 
 def _nudges(config: TrainConfig) -> list[tuple[str, float]]:

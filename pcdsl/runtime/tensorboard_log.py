@@ -40,7 +40,7 @@ def tensorboard_missing() -> str | None:
     """Why --tensorboard cannot work here (the message for the user), or None."""
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError as error:
+    except Exception as error:       # missing, or broken (a protobuf it cannot work with raises TypeError)
         return f"--tensorboard needs the tensorboard package, which cannot be imported ({error}): {INSTALL}"
     return None
 
@@ -84,7 +84,7 @@ class TensorBoardLog:
             self._failed = True
             self.log(f"warning: cannot write the TensorBoard events of epoch {record['epoch']} in {self.folder}: "
                      f"{error.strerror or error}; TensorBoard logging stops for this run (metrics.jsonl has every "
-                     "number, and --resume --tensorboard continues the log)")
+                     "number; --resume --tensorboard logs the epochs it trains from then on)")
             self.close()
 
     def close(self) -> None:

@@ -678,10 +678,13 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
     stop = _Stop()
     probe: list = []          # --diagnostics: the fixed batch, drawn at the first epoch's end
 
-    def relaxation_numbers() -> dict:
+    def relaxation_numbers(epoch: int) -> dict:
+        """--diagnostics, rank 0's alone (the other processes go on to the evaluation and wait
+        for it there), on the same batch whatever the number of processes."""
+        if not ranks.leader:
+            return {}
         if not probe:
-            size = min(ranks.local_size(min(config.batch, len(data.train))), len(data.test))
-            batches = data.test.batches(size, shuffle=False)
+            batches = data.test.batches(min(config.batch, len(data.test)), shuffle=False)
             try:
                 probe.append(next(iter(batches)))
             finally:
@@ -689,7 +692,12 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
         x, label = probe[0]
         if not x.shape[0]:     # every file of the batch unreadable (and skipped)
             return {}
-        return relaxation_diagnostics(model, *step.prepare(x, label), config)
+        try:
+            return relaxation_diagnostics(model, *step.prepare(x, label), config)
+        except RuntimeError as error:     # out of memory, say: eager phases, outside the step's memory plan
+            log(f"warning: the relaxation diagnostics of epoch {epoch} failed ({error}); "
+                "its record goes without them, and training goes on")
+            return {}
 
     # chance from the classes the model tells apart when the data name fewer (one folder, or
     # unlabelled images for a generative model, which has no accuracy to watch)
@@ -709,7 +717,7 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
                 try:
                     record = _train_epoch(model, step, update, schedule, config, data, epoch,
                                           last_epoch, log, progress, start, save_midway, stop, health, ranks)
-                    relax = relaxation_numbers() if diagnostics else {}
+                    relax = relaxation_numbers(epoch) if diagnostics else {}
                     evaluated = time.perf_counter()
                     sums = evaluation_sums(model, data.test, config.eval_batch, free_steps=config.free_steps,
                                            shard=ranks.shard, label_state=config.label_state)

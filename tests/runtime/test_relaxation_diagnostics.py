@@ -151,7 +151,8 @@ def test_a_generative_classifier_reports_its_clamped_free_phase(tmp_path):
 
 @pytest.mark.parametrize("algorithm, scheme, phases", [("ep", "backward", ["nudged_neg"]),
                                                        ("ep", "random", ["nudged_pos", "nudged_neg"]),
-                                                       ("bp", "centered", []), ("pcil", "centered", [])])
+                                                       ("bp", "centered", []), ("pcil", "centered", ["clamped"]),
+                                                       ("ipc", "centered", ["clamped"])])
 def test_a_feedforward_pcn_has_a_free_energy_of_zero_and_the_phases_its_algorithm_runs(tmp_path, algorithm,
                                                                                           scheme, phases):
     history = run(tmp_path / "run", config(epochs=1, algorithm=algorithm, scheme=scheme), diagnostics=True)
@@ -176,3 +177,56 @@ def test_measuring_changes_nothing_in_the_training_and_resumes_exactly(tmp_path)
     run(tmp_path / "split", cfg, diagnostics=True, epochs=1)
     resumed = run(tmp_path / "split", cfg, diagnostics=True, resume=True)
     assert without_timing(resumed) == without_timing(measured)
+
+
+# PC-IL on a squared-error PCN: the clamp holds the output at its prediction minus the cost's
+# gradient there, which for squared error is the target itself; each inference sweep is the
+# model's synchronous (half-damped) sweep with the output put back on the target
+SQUARED_PCN = """
+model pcn_squared {
+  input  x  : [16]
+  label  y  : [4]
+  state  h1 : [12] >= 0 ~ relu(dense(x, 12) + bias)
+  output o  : [4]       ~ dense(h1, 4) + bias
+  cost squared_error(o, y)
+}
+
+train {
+  pcil(steps=5, update=pgd)
+  sgd(lr=0.05, momentum=0.0)
+  batch 8
+  epochs 1
+}
+"""
+
+
+def test_inference_learning_reports_its_clamped_relaxation(tmp_path):
+    data = gaussian_clusters(n_train=32, n_test=16, dim=16, num_classes=4)
+    compiled, out, history = train_text(tmp_path, SQUARED_PCN, data)
+    model = model_at(compiled, out, 1)
+    x, y = data.test.x[:8], data.test.y[:8]
+    target = torch.nn.functional.one_hot(y, 4).to(x.dtype)
+    with torch.no_grad():
+        states = {**model(x), "o": target}
+        for _ in range(5):
+            before = states
+            states = {**model.relax(x, states, None, 0.0, 1, False, synchronous=True), "o": target}
+        energy = float(model.energy(x, states).mean())
+    measured = {k: v for k, v in history[0].items() if k.startswith("relax/")}
+    assert set(measured) == {"relax/energy/free", "relax/energy/clamped", "relax/change/clamped/h1",
+                             "relax/change/clamped/o"}
+    assert measured["relax/energy/clamped"] == pytest.approx(energy, rel=1e-5)
+    assert measured["relax/change/clamped/h1"] == pytest.approx(rms(states["h1"] - before["h1"]), rel=1e-4)
+    assert measured["relax/change/clamped/o"] == pytest.approx(0.0, abs=1e-6)   # held on the target
+    # (up to rounding: the clamp is the prediction minus the cost's gradient, mu - (mu - y))
+
+
+def test_a_failing_measurement_is_a_warning_and_the_epoch_is_kept(tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+    monkeypatch.setattr("pcdsl.runtime.trainer.relaxation_diagnostics", out_of_memory)
+    lines = []
+    history = run(tmp_path / "run", config(epochs=2), diagnostics=True, lines=lines)
+    assert len(history) == 2 and not any(k.startswith("relax/") for r in history for k in r)
+    assert sum("relaxation diagnostics of epoch" in line and "simulated" in line for line in lines) == 2
+    assert (tmp_path / "run" / "checkpoints" / "epoch_002.pt").exists()
