@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -123,6 +124,14 @@ def main():
     """pcdsl: write an energy model in text, compile it to PyTorch, train it with centered EP."""
 
 
+def _finite_beta(context, parameter, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+_beta_option = click.option("--beta", type=float, callback=_finite_beta,
+                            help="Nudging strength (default: the model file's).")
 _set_option = click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
                            help="Override a train setting or a size (repeatable), e.g. --set beta=0.01 --set S=64.")
 
@@ -386,7 +395,7 @@ def plot(runs, output, csv_file):
 @click.option("--data", "data_spec", help="Take the batch from this data set (default: a run's own data; "
                                            "for a model file, random inputs).")
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--beta", type=float, help="Nudging strength (default: the model file's).")
+@_beta_option
 @click.option("--steps", type=click.IntRange(1), help="Iterations per nudged phase (default: the model file's).")
 @click.option("--free-steps", type=click.IntRange(1), help="Free-phase iterations (relaxation models).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Initial weights (model file) and inputs.")
@@ -636,7 +645,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 @main.command()
 @click.argument("model_file", type=click.Path())
-@click.option("--beta", type=float, help="Nudging strength (default: the model file's).")
+@_beta_option
 @click.option("--steps", type=int, help="Relaxation iterations per phase (default: the model file's).")
 @click.option("--free-steps", type=int, help="Free-phase iterations (non-feedforward models).")
 @click.option("--batch", type=int, default=4, show_default=True)

@@ -47,8 +47,10 @@ def relaxation_trace(model, x: torch.Tensor, label: torch.Tensor | None, *, beta
     if model.FEEDFORWARD:
         free_path = [model(x)]
     else:
-        free_path = _path(model, x, model.initial_states(x), label, 0.0,
-                          model.FREE_STEPS if free_steps is None else free_steps, mod, synchronous)
+        # as training's free phase, model(x, steps): the module's default sweep (mod-PGD,
+        # asynchronous) at beta = 0, whatever `mod` and `synchronous` the nudged phases use
+        free_path = _path(model, x, model.initial_states(x), None, 0.0,
+                          model.FREE_STEPS if free_steps is None else free_steps, True, False)
     phases = [_phase(model, x, label, "free", 0.0, free_path)]
     if model.OUTPUT is None:
         return phases

@@ -118,6 +118,19 @@ def test_the_trace_is_the_relaxation_from_each_phase_start(model_file):
         _check_phase(model, x, label, phase, end, 6)
 
 
+@torch.no_grad()
+def test_the_free_phase_is_trainings_whatever_rule_the_nudged_phases_use():
+    # training's free phase is model(x, free_steps), the module's default sweep; pgd and the
+    # synchronous traversal apply to the nudged phases only
+    _, model = build(MODELS / "hopfield_tiny.pc")
+    x, label = random_batch(model, batch=3)
+    free, plus, _ = relaxation_trace(model, x, label, beta=0.2, steps=4, free_steps=12, mod=False, synchronous=True)
+    start = model(x, 12)
+    assert free.total[-1] == pytest.approx(float(model.energy(x, start).mean()), rel=1e-9)
+    end = model.relax(x, start, label, 0.2, 4, False, True)
+    assert plus.total[-1] == pytest.approx(float(model.energy(x, end).mean()), rel=1e-9)
+
+
 def test_a_momentum_relaxation_is_traced_from_its_start():
     text = (MODELS / "hopfield_tiny.pc").read_text()
     _, model = build(text, ["relax_rule=gradient", "relax_momentum=0.5"])
@@ -184,3 +197,11 @@ def test_a_run_without_training_accuracy_is_generative_even_with_a_test_accuracy
     (tmp_path / "config.json").write_text('{"model": "not a dict", "config": []}')
     curves = run_curves(tmp_path)
     assert curves.generative and curves.model == tmp_path.name
+
+
+@pytest.mark.parametrize("command", [["trace", str(MODELS / "mlp_digits.pc"), "-o", "never.png"],
+                                     ["gradcheck", str(MODELS / "mlp_digits.pc")]], ids=["trace", "gradcheck"])
+@pytest.mark.parametrize("beta", ["nan", "inf", "-inf"])
+def test_a_beta_that_is_not_a_finite_number_is_refused(command, beta, tmp_path):
+    result = run_cli(*command, "--beta", beta)
+    assert result.exit_code == 2 and "is not a finite number" in result.output
