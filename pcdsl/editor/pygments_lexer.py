@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from pygments.lexer import RegexLexer, words
+from pygments.lexer import RegexLexer, bygroups, include, words
 from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String, Text
 
 from pcdsl.editor.vocabulary import CONSTANTS, COST_NAMES, KEYWORDS, OPERATORS, SETTINGS
@@ -23,15 +23,25 @@ class PcdslLexer(RegexLexer):
         """`*.pc` is pkg-config's suffix too: a `model NAME {` block says it is ours."""
         return 0.9 if re.search(r"^\s*model\s+[A-Za-z_]\w*\s*\{", text, re.MULTILINE) else 0.0
 
+    # train settings are words of the train block only: `pad` is a setting there and a conv
+    # option in the model block, `normalize` a setting and nothing else
     tokens = {
         "root": [
+            (r"\b(train)(\s*)(\{)", bygroups(Keyword, Text, Punctuation), "train"),
+            include("common"),
+        ],
+        "train": [
+            (r"\}", Punctuation, "#pop"),
+            (words(SETTINGS, suffix=r"\b"), Name.Function),
+            include("common"),
+        ],
+        "common": [
             (r"#[^\n]*", Comment.Single),
             (r"\s+", Text),
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(COST_NAMES, suffix=r"\b"), Name.Builtin),
             (words(OPERATORS, suffix=r"\b"), Name.Builtin),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
-            (words(SETTINGS, suffix=r"\b"), Name.Function),
             (r'"[^"\n]*"', String.Double),
             (r"([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?", Number),
             (r"[A-Za-z_][A-Za-z0-9_]*", Name),

@@ -14,6 +14,9 @@ from pcdsl.editor.vocabulary import CONSTANTS, COST_NAMES, KEYWORDS, OPERATORS, 
 TARGET = Path(__file__).resolve().parents[2] / "editors" / "vscode" / "syntaxes" / "pcdsl.tmLanguage.json"
 
 
+NUMBER = r"\b([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?\b"
+
+
 def _words(names) -> str:
     return r"\b(" + "|".join(sorted(names, key=lambda n: (-len(n), n))) + r")\b"
 
@@ -27,7 +30,18 @@ def textmate_grammar() -> dict:
         "patterns": [
             {"name": "comment.line.number-sign.pcdsl", "match": "#.*$"},
             {"name": "string.quoted.double.pcdsl", "match": '"[^"\\n]*"'},
-            {"match": r"\b(model|train)\s+([A-Za-z_][A-Za-z0-9_]*)?",
+            # the train block: its settings are its words only (`pad` is a conv option elsewhere)
+            {"begin": r"\b(train)\s*(\{)", "end": r"\}",
+             "beginCaptures": {"1": {"name": "keyword.control.block.pcdsl"}},
+             "patterns": [
+                 {"name": "comment.line.number-sign.pcdsl", "match": "#.*$"},
+                 {"name": "string.quoted.double.pcdsl", "match": '"[^"\\n]*"'},
+                 {"name": "entity.name.function.setting.pcdsl", "match": _words(SETTINGS)},
+                 {"name": "constant.language.pcdsl", "match": _words(CONSTANTS)},
+                 {"name": "constant.numeric.pcdsl", "match": NUMBER},
+                 {"name": "keyword.operator.pcdsl", "match": r"\*\*|>=|[-+*/~=]"},
+             ]},
+            {"match": r"\b(model)\s+([A-Za-z_][A-Za-z0-9_]*)?",
              "captures": {"1": {"name": "keyword.control.block.pcdsl"},
                           "2": {"name": "entity.name.type.model.pcdsl"}}},
             {"match": r"\b(input|state|output|label|size|energy|def)\s+([A-Za-z_][A-Za-z0-9_]*)",
@@ -37,8 +51,7 @@ def textmate_grammar() -> dict:
             {"name": "support.function.cost.pcdsl", "match": _words(COST_NAMES)},
             {"name": "support.function.operator.pcdsl", "match": _words(OPERATORS)},
             {"name": "constant.language.pcdsl", "match": _words(CONSTANTS)},
-            {"name": "entity.name.function.setting.pcdsl", "match": _words(SETTINGS)},
-            {"name": "constant.numeric.pcdsl", "match": r"\b([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?\b"},
+            {"name": "constant.numeric.pcdsl", "match": NUMBER},
             {"name": "keyword.operator.pcdsl", "match": r"\*\*|>=|[-+*/~=]"},
         ],
     }

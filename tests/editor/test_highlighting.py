@@ -53,10 +53,22 @@ def test_words_are_classified_as_the_compiler_defines_them():
     assert set(_KEYWORDS) <= set(KEYWORDS) and set(OPERATORS) == set(REGISTRY)
 
 
+def test_settings_are_settings_in_the_train_block_only():
+    text = "model m {\n  input x : [3, 8, 8]\n  state h : [4, 8, 8] ~ conv(x, 4, k=3, pad=1)\n}\n" \
+           "train {\n  pad 4\n  sgd(lr=0.1)\n}\n"
+    pads = [kind for kind, value in PcdslLexer().get_tokens(text) if value == "pad"]
+    assert pads[0] is Name and pads[1] in Name.Function                  # a conv option, then a setting
+    assert [kind for kind, value in PcdslLexer().get_tokens(text) if value == "sgd"] == [Name.Function]
+
+
 def test_the_textmate_grammar_is_the_one_written_from_the_vocabulary():
     assert TARGET.read_text(encoding="utf-8") == grammar_text(), "regenerate: python -m pcdsl.editor.textmate"
-    for pattern in textmate_grammar()["patterns"]:
-        re.compile(pattern["match"])
+    def patterns(rules):
+        for rule in rules:
+            yield from (rule[key] for key in ("match", "begin", "end") if key in rule)
+            yield from patterns(rule.get("patterns", []))
+    for pattern in patterns(textmate_grammar()["patterns"]):
+        re.compile(pattern)
     words = json.dumps(textmate_grammar())
     assert all(f"|{op}|" in words or f"({op}|" in words or f"|{op})" in words for op in REGISTRY)
 
