@@ -113,8 +113,9 @@ MACRO_TOO_LARGE = _m("E124", "macro `{name}` expands to more than {limit:,} expr
                      "Every macro use is written out in place, so macros that each use the one before "
                      "twice double in size at every level: 20 levels make a million nodes, which no "
                      "compiler stage (nor an editor checking as you type) gets through in reasonable "
-                     "time. The whole model file may expand to at most this many nodes inside macros; "
-                     "the shipped VGG10 expands to under 200.")
+                     "time (and generated code grows faster still). One use of a macro, with the "
+                     "macros it uses in turn and each use of an argument counted at its full size, "
+                     "may write out at most this many nodes; a VGG block's use needs 11.")
 
 # -- E2xx: shapes -----------------------------------------------------------------------------
 SHAPE_MISMATCH = _m("E201", "`{name}` is declared {declared} but its prediction has shape {inferred}",

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import lark
 
 from ..diagnostics import did_you_mean, messages
-from ..ir.model import (Bias, Binary, Call, Cost, Domain, ModelIR, Neg, Number, Ref, Size,
+from ..ir.model import (Bias, Binary, Call, Cost, Domain, ModelIR, Neg, Number, Ref, Size, children,
                         SourceSpan, Term, Variable, walk)
 from ..ir.numbers import MAX_ELEMENTS as MAX_SIZE, unrepresentable
 from ..ops import COSTS as _COSTS
@@ -61,9 +61,10 @@ class _TermScope:
         return name
 
 
-# E124: how many expression nodes macro expansion may write out in one model file (the shipped
-# models need under 200; 2**13 nodes still check in a fraction of a second)
-MAX_EXPANDED_NODES = 10_000
+# E124: how many expression nodes one top-level macro use may write out, counting each use of an
+# argument at its full size (a shipped VGG block's use needs 11; a use of 1,000 nodes compiles
+# in about a second to a module of about a megabyte, and each doubling beyond quadruples that)
+MAX_EXPANDED_NODES = 1_000
 
 
 class Lowerer:
@@ -73,8 +74,9 @@ class Lowerer:
         self.declared: dict[str, tuple[str, SourceSpan]] = {}   # name -> (role, span)
         self.macros: dict[str, _Macro] = {}
         self.params: set[str] = set()
-        self.expanded = 0            # expression nodes written out by macro expansion (E124)
-        self.outermost = None        # the macro use being expanded at the top: (name, token)
+        self.expanded = 0            # expression nodes the present top-level macro use writes out (E124)
+        self.outermost = None        # that use: (name, token)
+        self.node_counts: dict[int, tuple[int, Any]] = {}   # id(lowered expression) -> (its node count, it)
 
     # ------------------------------------------------------------------ entry
     def lower(self, tree: lark.Tree, overrides: dict[str, Any]) -> ModelIR:
@@ -261,11 +263,7 @@ class Lowerer:
 
     def _expr(self, tree, env: dict, scope: Optional[_TermScope], stack: tuple[str, ...]):
         if stack:                    # inside a macro: count, so that nested doubling stops early
-            self.expanded += 1
-            if self.expanded > MAX_EXPANDED_NODES:
-                name, token = self.outermost
-                fail(messages.MACRO_TOO_LARGE, token, name=name, limit=MAX_EXPANDED_NODES,
-                     hint="write the repeated layers out as states, or give a macro fewer uses of another")
+            self._count(1)
         span = to_span(tree.meta) if isinstance(tree, lark.Tree) else to_span(tree)
         data = tree.data if isinstance(tree, lark.Tree) else None
         if data == "number":
@@ -279,6 +277,8 @@ class Lowerer:
             token = tree.children[0]
             name = str(token)
             if name in env:
+                # an argument is lowered once and shared, but every later stage walks each use
+                self._count(self._node_count(env[name]) - 1)
                 return env[name]
             if name == "bias":
                 if scope is None:
@@ -371,6 +371,22 @@ class Lowerer:
                      expected="an integer (a number or a size)" if option.integer else "a number",
                      got="a tensor expression")
 
+    def _count(self, nodes: int) -> None:
+        self.expanded += nodes
+        if self.expanded > MAX_EXPANDED_NODES:
+            name, token = self.outermost
+            fail(messages.MACRO_TOO_LARGE, token, name=name, limit=MAX_EXPANDED_NODES,
+                 hint="write the repeated layers out as states, or give a macro fewer uses of another")
+
+    def _node_count(self, expr) -> int:
+        """The nodes of a lowered expression, as the stages after lowering walk it (shared
+        subexpressions once per use); memoised, so that counting stays linear."""
+        found = self.node_counts.get(id(expr))
+        if found is None:
+            found = (1 + sum(self._node_count(child) for child in children(expr)), expr)   # (kept alive: ids stay unique)
+            self.node_counts[id(expr)] = found
+        return found[0]
+
     def _expand_macro(self, macro, name_token, positional, keywords, env, scope, stack):
         if macro.name in stack:
             fail(messages.MACRO_RECURSION, name_token, name=macro.name)
@@ -382,7 +398,7 @@ class Lowerer:
                  expected=len(macro.params), got=len(positional))
         bound = {p: self._expr(a, env, scope, stack) for p, a in zip(macro.params, positional)}
         if not stack:
-            self.outermost = (macro.name, name_token)
+            self.outermost, self.expanded = (macro.name, name_token), 0
         return self._expr(macro.body, bound, scope, stack + (macro.name,))
 
 
