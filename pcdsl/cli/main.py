@@ -125,8 +125,8 @@ def main():
 
 
 def _finite_beta(context, parameter, value):
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number")
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a positive finite number (the nudging strength)")
     return value
 
 

@@ -166,14 +166,17 @@ def _walk_expression(symbols: Symbols, nodes, params: dict) -> None:
 
 def _still_there(symbols: Symbols, old_text: str, text: str) -> Symbols:
     """The occurrences of an older parse (of `old_text`) that still stand in `text`: on a line
-    that the edit left as it was (followed to where inserted or deleted lines moved it), with the
-    same name at the same column."""
+    that the edit left as it was or edited in place (followed to where inserted or deleted lines
+    moved it), with the same name at the same column."""
     old_lines, lines = old_text.split("\n"), text.split("\n")
     shift = {}                               # old line -> how far it moved
     matcher = difflib.SequenceMatcher(None, old_lines, lines, autojunk=False)
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            shift[block.a + k] = block.b - block.a
+    for kind, a0, a1, b0, b1 in matcher.get_opcodes():
+        # unchanged lines, and lines edited in place (as many before as after: the line being
+        # typed), map one to one; names on them are kept where they still stand
+        if kind == "equal" or (kind == "replace" and a1 - a0 == b1 - b0):
+            for k in range(a1 - a0):
+                shift[a0 + k] = b0 - a0
 
     def follow(where: TextRange) -> Optional[TextRange]:
         return where.moved(shift[where.start[0]]) if where.start[0] in shift else None

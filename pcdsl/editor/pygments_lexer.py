@@ -27,6 +27,7 @@ class PcdslLexer(RegexLexer):
     # option in the model block, `normalize` a setting and nothing else
     tokens = {
         "root": [
+            (r"\b(model)(\s+)([A-Za-z_]\w*)", bygroups(Keyword, Text, Name)),     # (a model may be named train)
             (r"\b(train)(\s*)(\{)", bygroups(Keyword, Text, Punctuation), "train"),
             include("common"),
         ],

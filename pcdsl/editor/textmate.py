@@ -31,7 +31,8 @@ def textmate_grammar() -> dict:
             {"name": "comment.line.number-sign.pcdsl", "match": "#.*$"},
             {"name": "string.quoted.double.pcdsl", "match": '"[^"\\n]*"'},
             # the train block: its settings are its words only (`pad` is a conv option elsewhere)
-            {"begin": r"\b(train)\s*(\{)", "end": r"\}",
+            # (TextMate matches a line at a time: the `{` may stand on the next line)
+            {"begin": r"^\s*(train)\b", "end": r"\}",
              "beginCaptures": {"1": {"name": "keyword.control.block.pcdsl"}},
              "patterns": [
                  {"name": "comment.line.number-sign.pcdsl", "match": "#.*$"},

@@ -694,7 +694,10 @@ def _train_in_folder(model_cls_source: str, pc_text: str, pc_name: str, config: 
             return {}
         try:
             return relaxation_diagnostics(model, *step.prepare(x, label), config)
-        except RuntimeError as error:     # out of memory, say: eager phases, outside the step's memory plan
+        except RuntimeError as error:     # out of memory: eager phases, outside the step's memory plan
+            if not (isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+                    or "out of memory" in str(error)):
+                raise                     # anything else is a bug, not a measurement to skip
             log(f"warning: the relaxation diagnostics of epoch {epoch} failed ({error}); "
                 "its record goes without them, and training goes on")
             return {}

@@ -201,7 +201,7 @@ def test_a_run_without_training_accuracy_is_generative_even_with_a_test_accuracy
 
 @pytest.mark.parametrize("command", [["trace", str(MODELS / "mlp_digits.pc"), "-o", "never.png"],
                                      ["gradcheck", str(MODELS / "mlp_digits.pc")]], ids=["trace", "gradcheck"])
-@pytest.mark.parametrize("beta", ["nan", "inf", "-inf"])
-def test_a_beta_that_is_not_a_finite_number_is_refused(command, beta, tmp_path):
-    result = run_cli(*command, "--beta", beta)
-    assert result.exit_code == 2 and "is not a finite number" in result.output
+@pytest.mark.parametrize("beta", ["nan", "inf", "-inf", "0", "-0.1"])
+def test_a_beta_that_is_not_a_positive_finite_number_is_refused(command, beta, tmp_path):
+    result = run_cli(*command, f"--beta={beta}")
+    assert result.exit_code == 2 and "is not a positive finite number" in result.output

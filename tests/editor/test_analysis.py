@@ -140,6 +140,11 @@ def test_definitions_survive_a_syntax_error_elsewhere_while_typing():
     # a name on a line that changed is dropped, not pointed at the wrong place
     edited = inserted.replace("state  h1 : [256]", "state  h1b : [256]")
     assert analyse(edited, previous=analysis).definition(_where(edited, r"hidden\((h1), 256")) is None
+    # the names of the line being typed stay while they stand where they stood
+    typed = inserted.replace("hidden(h1, 256)", "hidden(h1, 256) * (")
+    kept = analyse(typed, previous=analysis)
+    assert kept.definition(_where(typed, r"hidden\((h1), 256")) == TextRange((line, character), (line, character + 2))
+    assert "h2" in [d.name for d in kept.declarations()]
 
 
 def test_outline_lists_the_declarations_in_order():

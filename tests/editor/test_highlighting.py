@@ -59,6 +59,10 @@ def test_settings_are_settings_in_the_train_block_only():
     pads = [kind for kind, value in PcdslLexer().get_tokens(text) if value == "pad"]
     assert pads[0] is Name and pads[1] in Name.Function                  # a conv option, then a setting
     assert [kind for kind, value in PcdslLexer().get_tokens(text) if value == "sgd"] == [Name.Function]
+    named_train = text.replace("model m {", "model train {")              # a model may be named train
+    assert [kind for kind, value in PcdslLexer().get_tokens(named_train) if value == "pad"][0] is Name
+    train_block = next(r for r in textmate_grammar()["patterns"] if "begin" in r)
+    assert re.search(train_block["begin"], "train") and not re.search(train_block["begin"], "model train {")
 
 
 def test_the_textmate_grammar_is_the_one_written_from_the_vocabulary():

@@ -230,3 +230,11 @@ def test_a_failing_measurement_is_a_warning_and_the_epoch_is_kept(tmp_path, monk
     assert len(history) == 2 and not any(k.startswith("relax/") for r in history for k in r)
     assert sum("relaxation diagnostics of epoch" in line and "simulated" in line for line in lines) == 2
     assert (tmp_path / "run" / "checkpoints" / "epoch_002.pt").exists()
+
+
+def test_a_bug_in_the_measurement_is_not_hidden(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (simulated)")
+    monkeypatch.setattr("pcdsl.runtime.trainer.relaxation_diagnostics", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run(tmp_path / "run", config(epochs=1), diagnostics=True)
