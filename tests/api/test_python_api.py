@@ -55,6 +55,10 @@ def test_compile_source_is_what_the_compiler_writes(tmp_path):
 
 
 def test_members_for_a_training_loop_of_ones_own():
+    # seeded: with a weight draw that leaves a ReLU unit within beta's reach of its kink (1 seed
+    # in 40), EP's finite-beta estimate differs from the gradient, as it should; unseeded, the
+    # draw depended on which tests ran before
+    torch.manual_seed(0)
     model = pcdsl.load_text(TEXT)().double()
     x, y = _batch(model)
     x = x.double()
