@@ -437,7 +437,7 @@ def completions(analysis: Analysis, position: Position) -> list[Completion]:
         if re.search(r"(^|\n)\s*$", head):
             return [Completion(s, "setting") for s in ALL_SETTINGS]
         return []                                                         # a value: anything may stand
-    if re.search(r"(^|[{\n])\s*$", head):                                # a statement begins
+    if re.search(r"(^|[{\n])\s*$", head) and not _continues(head):     # a statement begins
         return [Completion(k, "keyword") for k in _STATEMENTS] + \
             [Completion(name, "name", f"add a prediction term  {name} ~ ...") for name in states]
     if re.search(r"\bcost\s+$", head):
@@ -478,10 +478,21 @@ def _open_call(head: str) -> Optional[str]:
     return None
 
 
+def _continues(head: str) -> bool:
+    """Whether the text before the cursor ends inside an unfinished expression (after `=`, an
+    operator, an open bracket or a comma): the next line goes on with it."""
+    stripped = head.rstrip()
+    return bool(stripped) and stripped[-1] in "=~+-*/([,:>"
+
+
 def _enclosing_macro(head: str) -> Optional[tuple[str, list[str]]]:
-    """The macro whose body the end of `head` is in (a `def NAME(...) =` on the current
-    statement's line), and its parameters as written, parsed or not."""
-    statement = head[head.rfind("\n") + 1:]
+    """The macro whose body the end of `head` is in (a `def NAME(...) =` beginning the present
+    statement, which may go on over several lines), and its parameters as written, parsed or not."""
+    lines = head.split("\n")
+    start = len(lines) - 1
+    while start > 0 and _continues("\n".join(lines[:start])):
+        start -= 1                           # the statement began on an earlier line
+    statement = " ".join(lines[start:])
     match = re.match(r"\s*def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(([^)]*)\)\s*=", statement)
     if match is None:
         return None

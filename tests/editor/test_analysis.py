@@ -191,6 +191,13 @@ def test_completion_where_nothing_or_only_a_few_words_fit():
     assert _labels(MLP, r"\}\n()\ntrain") == {"model", "train"}                           # between the blocks
 
 
+def test_a_macro_written_over_two_lines_offers_its_parameters_on_the_second():
+    text = MLP.replace("  def hidden(src, n) = relu(dense(src, n) + bias)",
+                       "  def hidden(src, n) =\n      relu(dense(src, n) + bias)")
+    labels = _labels(text, r"^\s+()relu\(dense\(src")
+    assert {"src", "n", "relu", "x"} <= labels and not {"state", "def"} & labels
+
+
 def test_a_macro_being_typed_offers_its_parameters():
     typing = MLP.replace("  def hidden", "  def g(src, width) = relu(dense(\n  def hidden")
     labels = {c.label for c in completions(analyse(typing, previous=analyse(MLP)),
