@@ -83,3 +83,15 @@ def _fsync_directory(folder: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def write_generated(default: Path, text: str, argv: list[str]) -> None:
+    """The `python -m` entry of a file written from the code and pinned by a test (docs/cli.md,
+    the TextMate grammar): write `text` to the path named in argv, else to `default` in the
+    checkout; refuse when its folder is missing (an installed package has no docs/ or editors/)."""
+    import sys
+    target = Path(argv[0]) if argv else default
+    if not target.parent.is_dir():
+        sys.exit(f"error: {target.parent} does not exist: run this in a pcdsl checkout, or name the file to write")
+    atomic_write(target, text)
+    print(f"wrote {target}")

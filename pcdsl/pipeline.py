@@ -34,11 +34,13 @@ class Compiled:
 
 
 def compile_text(text: str, file: str = "<input>", set_items: Iterable[str] = (), *,
-                 overrides: Optional[dict[str, Any]] = None, target: Optional[str] = "torch") -> Compiled:
+                 overrides: Optional[dict[str, Any]] = None, target: Optional[str] = "torch",
+                 tree: Optional[Any] = None) -> Compiled:
     """Compile model text. `set_items` are `--set key=value` strings (train keys and sizes);
-    `overrides` the same, already typed. `target=None` stops after the checker."""
+    `overrides` the same, already typed. `target=None` stops after the checker. `tree`: the
+    text's syntax tree, when the caller has parsed it already (the language server)."""
     try:
-        tree = parse_text(text)
+        tree = parse_text(text) if tree is None else tree
         given = dict(overrides or {})
         given.update(parse_overrides(list(set_items), declared_sizes(tree)))
         ir = Lowerer(file, text).lower(tree, given)

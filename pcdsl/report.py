@@ -64,6 +64,18 @@ def model_report(checked: CheckedModel) -> dict:
     }
 
 
+def rule_lines(rule: dict) -> list[str]:
+    """A state's derived update (an entry of the report's "rules") as `pcdsl check` prints it."""
+    state, indent = rule["state"], " " * len(rule["state"])
+    if rule["mod_update"]:
+        return [f"{state} <- {rule['mod_update']}    [mod-PGD; c = {rule['curvature']}]",
+                f"{indent}    {rule['update']}    [PGD]"]
+    if rule["rule"] == "closed":
+        return [f"{state} <- {rule['update']}    [c = {rule['curvature']}]"]
+    return [f"{state} <- {rule['update']}    [gradient steps: {rule['reason']}]",
+            f"{indent}    ∂F/∂{state} = {rule['gradient']}"]
+
+
 def format_report(report: dict) -> str:
     lines = [f"model {report['model']}  ({report['file']})"]
     if report["sizes"]:
@@ -92,14 +104,7 @@ def format_report(report: dict) -> str:
     lines.append("")
     lines.append("derived updates (closed form: the alpha = 1 projected step; c = curvature of F in the state):")
     for rule in report["rules"]:
-        if rule["mod_update"]:
-            lines.append(f"  {rule['state']} <- {rule['mod_update']}    [mod-PGD; c = {rule['curvature']}]")
-            lines.append(f"  {' ' * len(rule['state'])}    {rule['update']}    [PGD]")
-        elif rule["rule"] == "closed":
-            lines.append(f"  {rule['state']} <- {rule['update']}    [c = {rule['curvature']}]")
-        else:
-            lines.append(f"  {rule['state']} <- {rule['update']}    [gradient steps: {rule['reason']}]")
-            lines.append(f"  {' ' * len(rule['state'])}    ∂F/∂{rule['state']} = {rule['gradient']}")
+        lines.extend("  " + line for line in rule_lines(rule))
     lines.append("")
     lines.append("update groups (in traversal order): "
                  + "  then  ".join("{" + ", ".join(g) + "}" for g in report["update_groups"]))

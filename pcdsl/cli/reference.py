@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..files import write_generated
 from .main import main
 
 WIDTH = 100
@@ -43,8 +44,4 @@ def reference_text() -> str:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else TARGET
-    if not target.parent.is_dir():      # an installed package has no docs/ beside it
-        sys.exit(f"error: {target.parent} does not exist: run this in a pcdsl checkout, or name the file to write")
-    target.write_text(reference_text(), encoding="utf-8")
-    print(f"wrote {target}")
+    write_generated(TARGET, reference_text(), sys.argv[1:])

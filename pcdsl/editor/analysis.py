@@ -29,6 +29,10 @@ import lark
 
 from ..diagnostics import PcdslError
 from ..ops import COSTS, REGISTRY
+from ..parse import parse_text
+from ..parse.train_block import ALL_SETTINGS, CALL_SETTINGS, VALUE_SETTINGS
+from ..pipeline import compile_text
+from ..report import model_report, rule_lines
 
 Position = tuple[int, int]                   # (line, character), 0-based
 
@@ -164,11 +168,10 @@ def _walk_expression(symbols: Symbols, nodes, params: dict) -> None:
         _walk_expression(symbols, node.children, params)
 
 
-def _still_there(symbols: Symbols, old_text: str, text: str) -> Symbols:
-    """The occurrences of an older parse (of `old_text`) that still stand in `text`: on a line
-    that the edit left as it was or edited in place (followed to where inserted or deleted lines
-    moved it), with the same name at the same column."""
-    old_lines, lines = old_text.split("\n"), text.split("\n")
+def _still_there(symbols: Symbols, old_lines: list[str], lines: list[str]) -> Symbols:
+    """The occurrences of an older parse (of `old_lines`) that still stand in the text of `lines`:
+    on a line that the edit left as it was or edited in place (followed to where inserted or
+    deleted lines moved it), with the same name at the same column."""
     shift = {}                               # old line -> how far it moved
     matcher = difflib.SequenceMatcher(None, old_lines, lines, autojunk=False)
     for kind, a0, a1, b0, b1 in matcher.get_opcodes():
@@ -209,6 +212,7 @@ def _is_word(char: str) -> bool:
 @dataclass
 class Analysis:
     text: str
+    lines: list[str]                         # the text split at "\n", as positions count lines
     problems: list[Problem]
     symbols: Symbols
     report: Optional[dict]                   # `pcdsl check --json` of the text, when it checks
@@ -235,22 +239,22 @@ class Analysis:
 
 def analyse(text: str, file: str = "<input>", previous: Optional[Analysis] = None) -> Analysis:
     """Compile `text` as the pipeline does; never raise for any text."""
-    from ..parse import parse_text
-    from ..pipeline import compile_text
-    from ..report import model_report
+    lines = text.split("\n")
     try:
-        symbols, current = symbols_of(parse_text(text), text), True
-    except (PcdslError, RecursionError):     # the pipeline below says why
-        symbols, current = (_still_there(previous.symbols, previous.text, text) if previous else Symbols()), False
+        tree = parse_text(text)
+        symbols, current = symbols_of(tree, text), True
+    except (PcdslError, RecursionError):     # the pipeline below says why, parsing again
+        tree = None
+        symbols, current = (_still_there(previous.symbols, previous.lines, lines) if previous else Symbols()), False
     problems: list[Problem] = []
     report = None
     try:
-        report = model_report(compile_text(text, file, target=None).checked)   # planning raises nothing
+        report = model_report(compile_text(text, file, target=None, tree=tree).checked)   # planning raises nothing
     except PcdslError as err:
         problems.append(_problem(err))
     except Exception as err:                 # a compiler bug must not take the editor down
         problems.append(_internal(err))
-    return Analysis(text, problems, symbols, report, current)
+    return Analysis(text, lines, problems, symbols, report, current)
 
 
 def _problem(err: PcdslError) -> Problem:
@@ -325,16 +329,9 @@ def _variable_text(report: dict, declaration: Declaration) -> tuple[str, str]:
     rule = next((r for r in report["rules"] if r["state"] == name), None)
     if rule is None:
         return head, ""
-    if rule["mod_update"]:
-        rule_lines = [f"{name} <- {rule['mod_update']}    [mod-PGD; c = {rule['curvature']}]",
-                      f"{name} <- {rule['update']}    [PGD]"]
-    elif rule["rule"] == "closed":
-        rule_lines = [f"{name} <- {rule['update']}    [c = {rule['curvature']}]"]
-    else:
-        rule_lines = [f"{name} <- {rule['update']}    [gradient steps: {rule['reason']}]",
-                      f"∂F/∂{name} = {rule['gradient']}"]
-    where = [f"{k} = {v}" for k, v in _definitions_used(report["definitions"], "\n".join(rule_lines))]
-    body = "\n".join(rule_lines + ([""] + where if where else []))
+    lines = rule_lines(rule)                 # as `pcdsl check` prints it
+    where = [f"{k} = {v}" for k, v in _definitions_used(report["definitions"], "\n".join(lines))]
+    body = "\n".join(lines + ([""] + where if where else []))
     return head, f"derived update:\n```\n{body}\n```"
 
 
@@ -379,7 +376,6 @@ _BIAS = "**bias**: a learned bias, shaped like what it is added to (one value pe
 
 
 def _setting_text(name: str) -> Optional[str]:
-    from ..parse.train_block import CALL_SETTINGS, VALUE_SETTINGS
     if name in CALL_SETTINGS:
         keys = ", ".join(f"{k}=" for k in CALL_SETTINGS[name][1])
         return f"**train setting** `{name}({keys})`"
@@ -415,8 +411,7 @@ _NAME_KINDS = ("size", "input", "state", "output", "label")
 
 def completions(analysis: Analysis, position: Position) -> list[Completion]:
     """What may be typed at `position`, from what the text declares and the language's words."""
-    from ..parse.train_block import ALL_SETTINGS, CALL_SETTINGS
-    lines = analysis.text.split("\n")
+    lines = analysis.lines
     line, character = position
     if line >= len(lines):
         return []

@@ -58,7 +58,7 @@ class PcdslLanguageServer(LanguageServer):
 
     def publish(self, document: TextDocument) -> None:
         analysis = self.analysis(document)
-        diagnostics = [types.Diagnostic(range=_client_range(document, p.range), message=p.message,
+        diagnostics = [types.Diagnostic(range=_client_range(document, analysis, p.range), message=p.message,
                                         severity=types.DiagnosticSeverity.Error, code=p.code, source="pcdsl")
                        for p in analysis.problems]
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
@@ -79,20 +79,20 @@ def _file_name(uri: str) -> str:
     return to_fs_path(uri) or uri
 
 
-def _lines(document: TextDocument) -> list[str]:
-    """The document's lines as the protocol and the compiler count them: at "\n" (a "\r" before
-    it stays on its line, which columns before it do not see)."""
-    return document.source.split("\n")
-
-
-def _client_range(document: TextDocument, where: TextRange) -> types.Range:
-    return document.position_codec.range_to_client_units(_lines(document), ServerTextRange(
+# Positions convert on the analysis' lines, split at "\n" as the protocol and the compiler count
+# them (a "\r" before it stays on its line, which columns before it do not see), not on pygls's
+# document.lines (str.splitlines, which also breaks at form feeds and U+2028).
+def _client_range(document: TextDocument, analysis: Analysis, where: TextRange) -> types.Range:
+    return document.position_codec.range_to_client_units(analysis.lines, ServerTextRange(
         start=ServerTextPosition(*where.start), end=ServerTextPosition(*where.end)))
 
 
-def _position(document: TextDocument, position: types.Position) -> tuple[int, int]:
-    found = document.position_codec.position_from_client_units(_lines(document), position)
-    return found.line, found.character
+def _at(ls: PcdslLanguageServer, params) -> tuple[TextDocument, Analysis, tuple[int, int]]:
+    """A request at a position: the document, its analysis, and the position in the analysis' units."""
+    document = ls.workspace.get_text_document(params.text_document.uri)
+    analysis = ls.analysis(document)
+    found = document.position_codec.position_from_client_units(analysis.lines, params.position)
+    return document, analysis, (found.line, found.character)
 
 
 def make_server() -> PcdslLanguageServer:
@@ -120,26 +120,26 @@ def make_server() -> PcdslLanguageServer:
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     def hover(ls: PcdslLanguageServer, params: types.HoverParams) -> Optional[types.Hover]:
-        document = ls.workspace.get_text_document(params.text_document.uri)
-        found = ls.analysis(document).hover(_position(document, params.position))
+        document, analysis, position = _at(ls, params)
+        found = analysis.hover(position)
         if found is None:
             return None
         text, where = found
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
-                           range=_client_range(document, where))
+                           range=_client_range(document, analysis, where))
 
     @server.feature(types.TEXT_DOCUMENT_DEFINITION)
     def definition(ls: PcdslLanguageServer, params: types.DefinitionParams) -> Optional[types.Location]:
-        document = ls.workspace.get_text_document(params.text_document.uri)
-        where = ls.analysis(document).definition(_position(document, params.position))
+        document, analysis, position = _at(ls, params)
+        where = analysis.definition(position)
         if where is None:
             return None
-        return types.Location(uri=document.uri, range=_client_range(document, where))
+        return types.Location(uri=document.uri, range=_client_range(document, analysis, where))
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["(", ",", "~"]))
     def completion(ls: PcdslLanguageServer, params: types.CompletionParams) -> types.CompletionList:
-        document = ls.workspace.get_text_document(params.text_document.uri)
-        found = completions(ls.analysis(document), _position(document, params.position))
+        _, analysis, position = _at(ls, params)
+        found = completions(analysis, position)
         return types.CompletionList(is_incomplete=False, items=[
             types.CompletionItem(label=c.label, kind=_COMPLETION_KINDS[c.kind], detail=c.detail or None,
                                  insert_text=c.insert) for c in found])
@@ -148,13 +148,11 @@ def make_server() -> PcdslLanguageServer:
     def document_symbols(ls: PcdslLanguageServer, params: types.DocumentSymbolParams
                          ) -> list[types.DocumentSymbol]:
         document = ls.workspace.get_text_document(params.text_document.uri)
-        symbols = []
-        for declaration in ls.analysis(document).declarations():
-            symbols.append(types.DocumentSymbol(
-                name=declaration.name, detail=declaration.kind, kind=_SYMBOL_KINDS[declaration.kind],
-                range=_client_range(document, declaration.extent),
-                selection_range=_client_range(document, declaration.range)))
-        return symbols
+        analysis = ls.analysis(document)
+        return [types.DocumentSymbol(name=d.name, detail=d.kind, kind=_SYMBOL_KINDS[d.kind],
+                                     range=_client_range(document, analysis, d.extent),
+                                     selection_range=_client_range(document, analysis, d.range))
+                for d in analysis.declarations()]
 
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
     def formatting(ls: PcdslLanguageServer, params: types.DocumentFormattingParams
@@ -169,8 +167,9 @@ def make_server() -> PcdslLanguageServer:
             formatted = formatted.replace("\n", "\r\n")
         if formatted == document.source:
             return []
-        lines = _lines(document)
-        whole = _client_range(document, TextRange((0, 0), (len(lines) - 1, len(lines[-1]))))
+        analysis = ls.analysis(document)
+        lines = analysis.lines
+        whole = _client_range(document, analysis, TextRange((0, 0), (len(lines) - 1, len(lines[-1]))))
         return [types.TextEdit(range=whole, new_text=formatted)]
 
     return server

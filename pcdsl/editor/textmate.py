@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pcdsl.editor.vocabulary import CONSTANTS, COST_NAMES, KEYWORDS, OPERATORS, SETTINGS
+from pcdsl.files import write_generated
 
 TARGET = Path(__file__).resolve().parents[2] / "editors" / "vscode" / "syntaxes" / "pcdsl.tmLanguage.json"
 
@@ -63,8 +64,4 @@ def grammar_text() -> str:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else TARGET
-    if not target.parent.is_dir():      # an installed package has no editors/ beside it
-        sys.exit(f"error: {target.parent} does not exist: run this in a pcdsl checkout, or name the file to write")
-    target.write_text(grammar_text(), encoding="utf-8")
-    print(f"wrote {target}")
+    write_generated(TARGET, grammar_text(), sys.argv[1:])

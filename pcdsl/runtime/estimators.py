@@ -361,12 +361,13 @@ def one_hot(model, state: str, label: torch.Tensor, x: torch.Tensor) -> torch.Te
     return torch.nn.functional.one_hot(label, model.STATE_SHAPES[state][0]).to(x.dtype)
 
 
-def clamped_free_phase(model, x: torch.Tensor, state: str, value: torch.Tensor, steps: int | None = None) -> dict:
+def clamped_free_phase(model, x: torch.Tensor, state: str, value: torch.Tensor, steps: int | None = None,
+                       start: dict | None = None) -> dict:
     """The free phase with `state` held at `value`: `steps` (None: FREE_STEPS) synchronous
-    sweeps of the relaxation from rest, each reading the clamped value (a synchronous sweep
-    reads only the old states, so resetting the state after each is an exact clamp; a
-    momentum relaxation's velocity restarts at every sweep)."""
-    states = {**model.initial_states(x), state: value}
+    sweeps of the relaxation from rest (or from `start`, to go on with one), each reading the
+    clamped value (a synchronous sweep reads only the old states, so resetting the state after
+    each is an exact clamp; a momentum relaxation's velocity restarts at every sweep)."""
+    states = {**(model.initial_states(x) if start is None else start), state: value}
     for _ in range(model.FREE_STEPS if steps is None else steps):
         states = {**model.relax(x, states, None, 0.0, 1, synchronous=True), state: value}
     return states

@@ -19,11 +19,9 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 
-from pcdsl.files import atomic_write
 from pcdsl.runtime.estimators import clamped_free_phase, one_hot
 
 MAX_FULL_COVARIANCE = 1024
@@ -230,7 +228,3 @@ def image_grid(images: torch.Tensor, columns: int, padding: int = 2, scale: int 
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_png(path: Path, data: bytes) -> None:
-    atomic_write(Path(path), data)

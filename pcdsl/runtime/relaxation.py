@@ -71,8 +71,8 @@ def _free_phase_ends(model, x: torch.Tensor, label: torch.Tensor, config: TrainC
     steps = config.free_steps
     if config.label_state is not None:
         value = one_hot(model, config.label_state, label, x)
-        return (clamped_free_phase(model, x, config.label_state, value, steps - 1),
-                clamped_free_phase(model, x, config.label_state, value, steps))
+        before = clamped_free_phase(model, x, config.label_state, value, steps - 1)
+        return before, clamped_free_phase(model, x, config.label_state, value, 1, start=before)
     if model.FEEDFORWARD:
         return None, model(x)
     # the free phase is `steps` iterations from rest (protocol.py): the last one taken on its

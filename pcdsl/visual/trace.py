@@ -38,11 +38,11 @@ def relaxation_trace(model, x: torch.Tensor, label: torch.Tensor | None, *, beta
     classifier's free phase (`label_state`) is the clamped one its training runs: synchronous
     sweeps with that state held at the one-hot `label`."""
     if label_state is not None:
-        from pcdsl.runtime.estimators import one_hot
+        from pcdsl.runtime.estimators import clamped_free_phase, one_hot
         value = one_hot(model, label_state, label, x)
         path = [{**model.initial_states(x), label_state: value}]
-        for _ in range(model.FREE_STEPS if free_steps is None else free_steps):
-            path.append({**model.relax(x, path[-1], None, 0.0, 1, mod, True), label_state: value})
+        for _ in range(model.FREE_STEPS if free_steps is None else free_steps):     # training's sweeps, one by one
+            path.append(clamped_free_phase(model, x, label_state, value, 1, start=path[-1]))
         return [_phase(model, x, label, f"free ({label_state} clamped to the label)", 0.0, path)]
     if model.FEEDFORWARD:
         free_path = [model(x)]
